@@ -1,0 +1,508 @@
+//! The admin API on its own listener: revoke sessions and users, list
+//! revocations and the audit trail, health, readiness, metrics, and its own
+//! OpenAPI description. `/v1/*` (except `/v1/openapi.json`) needs the admin
+//! bearer token, compared in constant time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{header, Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde::Serialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::authority::{Actor, Authority};
+use crate::clock;
+use crate::metrics::Metrics;
+use crate::revocation::RevocationView;
+
+/// The OpenAPI 3 document served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Longest accepted session or user id.
+pub const MAX_ID_BYTES: usize = 512;
+/// Longest accepted revocation reason.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Default and largest `limit` of list endpoints.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+/// Request bodies are not used; at most this much is drained.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether the gateway has loaded its revocation state.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    loaded: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+}
+
+/// A refused or failed admin request: status and `{"error": code, "message"}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    fn not_found() -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: "no such endpoint".into(),
+        }
+    }
+
+    fn store(e: crate::store::StoreError) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "store_unavailable",
+            message: e.to_string(),
+        }
+    }
+}
+
+type ApiResult = Result<Response<Vec<u8>>, ApiError>;
+
+pub struct AdminApp {
+    authority: Arc<Authority>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    /// SHA-256 of the admin token: comparing digests keeps the comparison
+    /// constant-time whatever the presented token's length.
+    token_digest: Option<[u8; 32]>,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    body.push(b'\n');
+    bytes_response(status, "application/json", body)
+}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let len = body.len();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, len.into());
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error_response(e: ApiError) -> Response<Vec<u8>> {
+    let mut resp = json_response(e.status, &json!({"error": e.code, "message": e.message}));
+    if e.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(r#"Bearer realm="sessiongate-admin""#),
+        );
+    }
+    resp
+}
+
+/// Query parameters, refusing names the endpoint does not know (a typo in
+/// `reason` must not be silently dropped) and repeated names.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if !allowed.contains(&k.as_ref()) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {k:?} (expected one of: {})",
+                    allowed.join(", ")
+                )));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::bad_request(format!("query parameter {k:?} given twice")));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!(
+                    "limit must be an integer from 1 to {MAX_LIMIT}, not {v:?}"
+                ))),
+            },
+        }
+    }
+
+    fn reason(&self) -> Result<&str, ApiError> {
+        let reason = self.get("reason").unwrap_or("");
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "reason is longer than {MAX_REASON_BYTES} bytes"
+            )));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(ApiError::bad_request("reason contains control characters"));
+        }
+        Ok(reason)
+    }
+}
+
+/// A session or user id from a path segment or query value.
+fn checked_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::bad_request(format!("{what} is empty")));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "{what} is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!("{what} contains control characters")));
+    }
+    Ok(id)
+}
+
+/// The path split into percent-decoded segments.
+fn segments(path: &str) -> Result<Vec<String>, ApiError> {
+    path.trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| ApiError::bad_request("path is not valid UTF-8 once decoded"))
+        })
+        .collect()
+}
+
+fn nullable(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn method_not_allowed(allow: &'static str) -> ApiResult {
+    let mut resp = error_response(ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("allowed: {allow}"),
+    });
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    Ok(resp)
+}
+
+impl AdminApp {
+    pub fn new(
+        authority: Arc<Authority>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        token: Option<&str>,
+    ) -> AdminApp {
+        AdminApp {
+            authority,
+            metrics,
+            readiness,
+            token_digest: token.map(|t| digest(t.as_bytes())),
+        }
+    }
+
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return true; // only possible on a loopback listener (config enforces it)
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .and_then(|v| {
+                (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+            });
+        match presented {
+            Some(t) => bool::from(digest(t).ct_eq(expected)),
+            None => false,
+        }
+    }
+
+    async fn route(&self, session: &mut ServerSession) -> ApiResult {
+        let method = session.req_header().method.clone();
+        let uri = session.req_header().uri.clone();
+        let path = uri.path();
+        let query = uri.query();
+        match path {
+            "/healthz" => {
+                return match method {
+                    Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+                    _ => method_not_allowed("GET, HEAD"),
+                }
+            }
+            "/readyz" => {
+                return match method {
+                    Method::GET | Method::HEAD => Ok(self.readyz().await),
+                    _ => method_not_allowed("GET, HEAD"),
+                }
+            }
+            "/metrics" => {
+                return match method {
+                    Method::GET | Method::HEAD => Ok(bytes_response(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4",
+                        self.metrics.render(),
+                    )),
+                    _ => method_not_allowed("GET, HEAD"),
+                }
+            }
+            "/v1/openapi.json" => {
+                return match method {
+                    Method::GET | Method::HEAD => Ok(bytes_response(
+                        StatusCode::OK,
+                        "application/json",
+                        OPENAPI.as_bytes().to_vec(),
+                    )),
+                    _ => method_not_allowed("GET, HEAD"),
+                }
+            }
+            _ => {}
+        }
+        if !path.starts_with("/v1/") {
+            return Err(ApiError::not_found());
+        }
+        if !self.authorized(session) {
+            return Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized",
+                message: "missing or wrong admin token".into(),
+            });
+        }
+        let actor = Actor::admin(
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string()),
+        );
+        let segs = segments(path)?;
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        match segs.as_slice() {
+            ["v1", "sessions", sid] => match method {
+                Method::DELETE => {
+                    let q = Query::parse(query, &["reason"])?;
+                    self.revoke_session(checked_id("session id", sid)?, q.reason()?, &actor)
+                        .await
+                }
+                _ => method_not_allowed("DELETE"),
+            },
+            ["v1", "users", sub, "sessions"] => match method {
+                Method::DELETE => {
+                    let q = Query::parse(query, &["reason", "except"])?;
+                    let except = match q.get("except") {
+                        Some(e) => Some(checked_id("except", e)?),
+                        None => None,
+                    };
+                    self.revoke_user(checked_id("user id", sub)?, except, q.reason()?, &actor)
+                        .await
+                }
+                _ => method_not_allowed("DELETE"),
+            },
+            ["v1", "revocations"] => match method {
+                Method::GET => {
+                    let q = Query::parse(query, &["limit"])?;
+                    self.revocations(q.limit()?).await
+                }
+                _ => method_not_allowed("GET"),
+            },
+            ["v1", "audit"] => match method {
+                Method::GET => {
+                    let q = Query::parse(query, &["limit", "since"])?;
+                    let since = match q.get("since") {
+                        Some(s) => Some(clock::parse_rfc3339_ms(s).ok_or_else(|| {
+                            ApiError::bad_request(format!("since must be an RFC 3339 time, not {s:?}"))
+                        })?),
+                        None => None,
+                    };
+                    self.audit(q.limit()?, since).await
+                }
+                _ => method_not_allowed("GET"),
+            },
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    async fn readyz(&self) -> Response<Vec<u8>> {
+        if !self.readiness.is_loaded() {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "not_ready", "reason": "revocation set not loaded yet"}),
+            );
+        }
+        match self.authority.store().ping().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"status": "not_ready", "reason": e.to_string()}),
+                )
+            }
+        }
+    }
+
+    async fn revoke_session(&self, sid: &str, reason: &str, actor: &Actor) -> ApiResult {
+        let r = self
+            .authority
+            .revoke_session(sid, None, reason, actor)
+            .await
+            .map_err(ApiError::store)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "session_id": r.session_id,
+                "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
+                "reason": nullable(&r.reason),
+                "expires_at": clock::rfc3339_s(r.expires_at),
+            }),
+        ))
+    }
+
+    async fn revoke_user(
+        &self,
+        sub: &str,
+        except: Option<&str>,
+        reason: &str,
+        actor: &Actor,
+    ) -> ApiResult {
+        let c = self
+            .authority
+            .revoke_user(sub, except, reason, actor)
+            .await
+            .map_err(ApiError::store)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "user_id": c.user_id,
+                "not_before": clock::rfc3339_s(c.not_before),
+                "except": c.except,
+                "revoked_at": clock::rfc3339_ms(c.revoked_at_ms),
+                "reason": nullable(&c.reason),
+            }),
+        ))
+    }
+
+    async fn revocations(&self, limit: usize) -> ApiResult {
+        let list = self
+            .authority
+            .store()
+            .recent_revocations(limit)
+            .await
+            .map_err(ApiError::store)?;
+        let views: Vec<serde_json::Value> = list
+            .iter()
+            .map(|r| {
+                let v = RevocationView::from(r);
+                json!({
+                    "kind": v.kind,
+                    "target": v.target,
+                    "at": v.at,
+                    "reason": nullable(&v.reason),
+                    "actor": v.actor,
+                    "expires_at": v.expires_at,
+                    "except": v.except,
+                })
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({"revocations": views})))
+    }
+
+    async fn audit(&self, limit: usize, since_ms: Option<i64>) -> ApiResult {
+        let entries = self
+            .authority
+            .store()
+            .audit(limit, since_ms)
+            .await
+            .map_err(ApiError::store)?;
+        let views: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let v = e.view();
+                json!({
+                    "time": v.time,
+                    "actor": v.actor,
+                    "actor_ip": v.actor_ip,
+                    "action": v.action,
+                    "target": v.target,
+                    "reason": nullable(v.reason),
+                })
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({"entries": views})))
+    }
+}
+
+async fn drain_body(session: &mut ServerSession) -> Result<(), ApiError> {
+    let mut seen = 0usize;
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                seen += chunk.len();
+                if seen > MAX_BODY_BYTES {
+                    return Err(ApiError {
+                        status: StatusCode::PAYLOAD_TOO_LARGE,
+                        code: "payload_too_large",
+                        message: format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+                    });
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(ApiError::bad_request(format!("cannot read body: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let result = match drain_body(session).await {
+            Ok(()) => self.route(session).await,
+            Err(e) => {
+                session.set_keepalive(None);
+                Err(e)
+            }
+        };
+        let resp = result.unwrap_or_else(error_response);
+        self.metrics.count_admin(resp.status().as_u16());
+        resp
+    }
+}

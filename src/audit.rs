@@ -1,0 +1,82 @@
+//! The audit trail: who ended which session, when, from where and why.
+//! Entries are written to the store in the same transaction as the action
+//! they record, then echoed as one JSON line to the log (target `audit`).
+
+use serde::Serialize;
+
+use crate::clock;
+
+/// What was done. Serialised in snake_case as DESIGN section 10 lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    RevokeSession,
+    RevokeUser,
+    NewLocation,
+    ConfirmLocation,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::RevokeSession => "revoke_session",
+            Action::RevokeUser => "revoke_user",
+            Action::NewLocation => "new_location",
+            Action::ConfirmLocation => "confirm_location",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "revoke_session" => Action::RevokeSession,
+            "revoke_user" => Action::RevokeUser,
+            "new_location" => Action::NewLocation,
+            "confirm_location" => Action::ConfirmLocation,
+            _ => return None,
+        })
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    /// `admin` for the admin token, `user:<sub>` for self-service.
+    pub actor: String,
+    pub actor_ip: Option<String>,
+    pub action: Action,
+    /// `session:<sid>` or `user:<sub>`.
+    pub target: String,
+    pub reason: String,
+}
+
+/// JSON shape of an entry in `GET /v1/audit` and in the log.
+#[derive(Debug, Serialize)]
+pub struct AuditView<'a> {
+    pub time: String,
+    pub actor: &'a str,
+    pub actor_ip: Option<&'a str>,
+    pub action: Action,
+    pub target: &'a str,
+    pub reason: &'a str,
+}
+
+impl AuditEntry {
+    pub fn view(&self) -> AuditView<'_> {
+        AuditView {
+            time: clock::rfc3339_ms(self.at_ms),
+            actor: &self.actor,
+            actor_ip: self.actor_ip.as_deref(),
+            action: self.action,
+            target: &self.target,
+            reason: &self.reason,
+        }
+    }
+
+    /// Writes the entry as one JSON line to the log.
+    pub fn log(&self) {
+        if let Ok(line) = serde_json::to_string(&self.view()) {
+            tracing::info!(target: "audit", "{line}");
+        }
+    }
+}

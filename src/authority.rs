@@ -1,0 +1,196 @@
+//! The revocation authority: the one path by which a revocation becomes
+//! durable, enforced and audited, whoever asked (admin API, self-service).
+//!
+//! Order matters: the store first (nothing is acknowledged before it is
+//! durable), then the in-memory set (so the very next request is refused),
+//! then the log line. If the store fails, nothing in memory changes.
+
+use std::sync::Arc;
+
+use crate::audit::{Action, AuditEntry};
+use crate::clock;
+use crate::metrics::{Metrics, RevocationKind};
+use crate::revocation::{Revocation, RevocationSet, SessionRevocation, UserCutoff};
+use crate::store::{Store, StoreError};
+
+/// Who asks for a revocation, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// `admin`, or `user:<sub>` for self-service.
+    pub name: String,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub fn admin(ip: Option<String>) -> Actor {
+        Actor {
+            name: "admin".into(),
+            ip,
+        }
+    }
+
+    pub fn user(sub: &str, ip: Option<String>) -> Actor {
+        Actor {
+            name: format!("user:{sub}"),
+            ip,
+        }
+    }
+}
+
+pub struct Authority {
+    store: Arc<dyn Store>,
+    revocations: Arc<RevocationSet>,
+    metrics: Arc<Metrics>,
+    max_session_lifetime_s: i64,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    pub fn new(
+        store: Arc<dyn Store>,
+        revocations: Arc<RevocationSet>,
+        metrics: Arc<Metrics>,
+        max_session_lifetime_s: u64,
+    ) -> Authority {
+        Authority {
+            store,
+            revocations,
+            metrics,
+            max_session_lifetime_s: max_session_lifetime_s.min(i64::MAX as u64) as i64,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn revocations(&self) -> &Arc<RevocationSet> {
+        &self.revocations
+    }
+
+    fn store_failed(&self, e: StoreError) -> StoreError {
+        self.metrics.store_errors.inc();
+        tracing::error!(error = %e, "store write failed; revocation not acknowledged");
+        e
+    }
+
+    /// Revokes one session. `exp` is the token's expiry when known. Answers
+    /// the revocation in force once it is durable and enforced.
+    pub async fn revoke_session(
+        &self,
+        session_id: &str,
+        exp: Option<i64>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<SessionRevocation, StoreError> {
+        let now_ms = clock::now_ms();
+        let revocation = SessionRevocation {
+            session_id: session_id.to_string(),
+            revoked_at_ms: now_ms,
+            expires_at: exp.unwrap_or_else(|| {
+                now_ms.div_euclid(1000).saturating_add(self.max_session_lifetime_s)
+            }),
+            reason: reason.to_string(),
+            actor: actor.name.clone(),
+        };
+        let audit = AuditEntry {
+            at_ms: now_ms,
+            actor: actor.name.clone(),
+            actor_ip: actor.ip.clone(),
+            action: Action::RevokeSession,
+            target: format!("session:{session_id}"),
+            reason: reason.to_string(),
+        };
+        let in_force = self
+            .store
+            .revoke_session(revocation, audit.clone())
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        self.revocations.apply_session(&in_force);
+        self.metrics.count_revocation(RevocationKind::Session);
+        self.refresh_gauges();
+        audit.log();
+        Ok(in_force)
+    }
+
+    /// Revokes every session of `user_id` issued before now, except
+    /// `except`. The cutoff is floor(now)+1 s, so a token minted in the same
+    /// second is refused too.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<UserCutoff, StoreError> {
+        let now_ms = clock::now_ms();
+        let not_before = now_ms.div_euclid(1000) + 1;
+        let cutoff = UserCutoff {
+            user_id: user_id.to_string(),
+            not_before,
+            except: except.map(str::to_string),
+            revoked_at_ms: now_ms,
+            expires_at: not_before.saturating_add(self.max_session_lifetime_s),
+            reason: reason.to_string(),
+            actor: actor.name.clone(),
+        };
+        let audit = AuditEntry {
+            at_ms: now_ms,
+            actor: actor.name.clone(),
+            actor_ip: actor.ip.clone(),
+            action: Action::RevokeUser,
+            target: format!("user:{user_id}"),
+            reason: reason.to_string(),
+        };
+        let in_force = self
+            .store
+            .revoke_user(cutoff, audit.clone())
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        self.revocations.apply_cutoff(&in_force);
+        self.metrics.count_revocation(RevocationKind::User);
+        self.refresh_gauges();
+        audit.log();
+        Ok(in_force)
+    }
+
+    /// Applies revocations read from the store (another process wrote them,
+    /// or start-up). Answers how many changed the in-memory set.
+    pub fn apply(&self, revocations: &[Revocation]) -> usize {
+        let changed = revocations
+            .iter()
+            .filter(|r| self.revocations.apply(r))
+            .count();
+        if changed > 0 {
+            self.refresh_gauges();
+        }
+        changed
+    }
+
+    /// Drops expired revocations from memory and from the store.
+    pub async fn purge_expired(&self) -> Result<usize, StoreError> {
+        let now = clock::now_s();
+        let in_memory = self.revocations.purge_expired(now);
+        self.refresh_gauges();
+        let stored = self
+            .store
+            .purge_expired(now)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        Ok(in_memory.max(stored))
+    }
+
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .revoked_sessions
+            .set(self.revocations.revoked_sessions() as i64);
+        self.metrics
+            .user_cutoffs
+            .set(self.revocations.user_cutoffs() as i64);
+    }
+}

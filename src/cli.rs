@@ -1,0 +1,327 @@
+//! The command line (DESIGN section 2). Exit codes: 0 success, 1 when the
+//! admin API refused or failed (or the gateway could not start), 2 on usage
+//! or configuration errors.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use jsonwebtoken::{AlgorithmFamily, EncodingKey, Header};
+use serde_json::json;
+
+use crate::config::{Config, KeyMaterial};
+use crate::gateway::{Gateway, ProcessOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "sessiongate", version, about = "Session revocation at the gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Take over the listeners of a running gateway (graceful upgrade:
+        /// start the new binary with --upgrade, then send SIGQUIT to the old one).
+        #[arg(long, short)]
+        upgrade: bool,
+        /// Detach and run in the background (writes listen.pid_file).
+        #[arg(long, short)]
+        daemon: bool,
+    },
+    /// Validate a configuration file: exit 0, or exit 2 naming file, line and key.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Mint a token with the configuration's first HMAC key (tests, demos).
+    Token {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        sid: String,
+        /// Lifetime, e.g. 1h, 30m, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Issued-at (UNIX seconds); default now.
+        #[arg(long)]
+        iat: Option<i64>,
+    },
+    /// Run everything locally: gateway :8080, echo upstream :3000, admin :9090.
+    Demo {
+        /// Where the demo keeps its config and data.
+        #[arg(long, default_value = "sessiongate-demo")]
+        dir: PathBuf,
+    },
+    /// Run only the built-in echo upstream (what config/sessiongate.toml expects).
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: String,
+    },
+    /// Revoke a session, or every session of a user (admin client).
+    Revoke {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        session: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// With --user: the session to keep.
+        #[arg(long, requires = "user")]
+        except: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin API base URL, e.g. http://127.0.0.1:9090
+    #[arg(long)]
+    pub admin: String,
+    /// Admin token (or SESSIONGATE_ADMIN_TOKEN).
+    #[arg(long, env = "SESSIONGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+        } => {
+            init_logging();
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            run(config, ProcessOptions { upgrade, daemon }, Vec::new())
+        }
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(e),
+        },
+        Command::Token {
+            config,
+            sub,
+            sid,
+            ttl,
+            iat,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            let iat = iat.unwrap_or_else(crate::clock::now_s);
+            match mint(&config, &sub, &sid, iat, ttl) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", config.file.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Demo { dir } => {
+            init_logging();
+            crate::demo::run(&dir)
+        }
+        Command::Echo { listen } => {
+            init_logging();
+            let mut server = pingora::server::Server::new_with_opt_and_conf(
+                None,
+                pingora::server::configuration::ServerConf::default(),
+            );
+            server.add_service(crate::echo::service(&listen));
+            eprintln!("echo upstream on http://{listen}/");
+            server.run_forever()
+        }
+        Command::Revoke {
+            admin,
+            session,
+            user,
+            except,
+            reason,
+        } => {
+            let mut query = Vec::new();
+            if let Some(r) = &reason {
+                query.push(("reason", r.as_str()));
+            }
+            let path = match (&session, &user) {
+                (Some(s), _) => format!("/v1/sessions/{}", encode_segment(s)),
+                (None, Some(u)) => {
+                    if let Some(e) = &except {
+                        query.push(("except", e.as_str()));
+                    }
+                    format!("/v1/users/{}/sessions", encode_segment(u))
+                }
+                (None, None) => unreachable!("clap requires --session or --user"),
+            };
+            admin_call(&admin, reqwest::Method::DELETE, &path, &query, |v| {
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            })
+        }
+    }
+}
+
+fn config_error(e: crate::config::ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(2)
+}
+
+/// Runs a gateway until it is told to stop.
+pub fn run(
+    config: Config,
+    options: ProcessOptions,
+    extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
+) -> ExitCode {
+    let file = config.file.clone();
+    let gateway = match Gateway::new(config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{}: cannot start: {e:#}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    match gateway.server(options, extra) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("cannot start: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Mints an HS* token with the first HMAC key of `config`.
+pub fn mint(config: &Config, sub: &str, sid: &str, iat: i64, ttl: Duration) -> Result<String, String> {
+    let key = config
+        .token
+        .keys
+        .iter()
+        .find(|k| {
+            matches!(k.material, KeyMaterial::Secret(_))
+                && k.algorithm.is_some_and(|a| a.family() == AlgorithmFamily::Hmac)
+        })
+        .ok_or("token.keys: no HMAC key (secret, secret_env or secret_base64) to mint with")?;
+    let (KeyMaterial::Secret(secret), Some(alg)) = (&key.material, key.algorithm) else {
+        return Err("token.keys: no HMAC key".into());
+    };
+    let mut header = Header::new(alg);
+    header.kid = key.kid.clone();
+    let mut claims = json!({
+        config.token.user_claim.clone(): sub,
+        config.token.session_claim.clone(): sid,
+        "iat": iat,
+        "exp": iat.saturating_add(ttl.as_secs().min(i64::MAX as u64) as i64),
+    });
+    if let Some(iss) = &config.token.issuer {
+        claims["iss"] = json!(iss);
+    }
+    if let Some(aud) = &config.token.audience {
+        claims["aud"] = json!(aud);
+    }
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).map_err(|e| e.to_string())
+}
+
+fn encode_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Calls the admin API; prints the answer (formatted by `show`) on success,
+/// the API's error on failure.
+fn admin_call(
+    admin: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+    query: &[(&str, &str)],
+    show: impl FnOnce(&serde_json::Value) -> String,
+) -> ExitCode {
+    let base = admin.admin.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        eprintln!("--admin: {base:?} must be a URL such as http://127.0.0.1:9090");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let url = format!("{base}{path}");
+    let result = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .request(method, &url)
+            .query(query)
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        Ok::<_, String>((status, text))
+    });
+    match result {
+        Ok((status, text)) if status.is_success() => {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => println!("{}", show(&v)),
+                Err(_) => println!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, text)) => {
+            let detail = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .map(|v| {
+                    let code = v["error"].as_str().unwrap_or("error").to_string();
+                    match v["message"].as_str() {
+                        Some(m) => format!("{code}: {m}"),
+                        None => code,
+                    }
+                })
+                .unwrap_or(text);
+            eprintln!("admin API answered {status}: {detail}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The directory of `path`, for resolving what sits next to a config file.
+pub fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

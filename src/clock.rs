@@ -1,0 +1,51 @@
+//! Wall-clock time in the units the gateway stores (UNIX seconds and
+//! milliseconds) and the one format it speaks (RFC 3339, UTC).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Current UNIX time in seconds.
+pub fn now_s() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+/// Current UNIX time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
+
+fn system_time_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// RFC 3339 with milliseconds, e.g. `2026-11-24T02:50:33.123Z`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(system_time_ms(ms)).to_string()
+}
+
+/// RFC 3339 to the second, e.g. `2026-11-24T02:50:33Z`.
+pub fn rfc3339_s(s: i64) -> String {
+    humantime::format_rfc3339_seconds(system_time_ms(s.saturating_mul(1000))).to_string()
+}
+
+/// Parses an RFC 3339 time into UNIX milliseconds.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    Some(d.as_millis().min(i64::MAX as u128) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses() {
+        assert_eq!(rfc3339_s(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339_ms(1_800_000_000_123), "2027-01-15T08:00:00.123Z");
+        assert_eq!(parse_rfc3339_ms("2027-01-15T08:00:00.123Z"), Some(1_800_000_000_123));
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+}

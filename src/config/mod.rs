@@ -1,0 +1,718 @@
+//! Configuration: `raw` is the TOML as written; [`Config`] is the validated form
+//! every other module consumes. A bad file never starts a gateway: loading
+//! answers a [`ConfigError`] naming the file, the line and the key.
+
+pub mod locate;
+pub mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use raw::{RawConfig, RawKey};
+
+/// A configuration problem, pointing at the key that causes it.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// An error found while validating, before the file and line are attached.
+#[derive(Debug)]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
+}
+
+impl KeyError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (or a synthetic name for generated configs).
+    pub file: PathBuf,
+    pub listen: Listen,
+    pub upstream: Upstream,
+    pub token: TokenConfig,
+    pub enforcement: Enforcement,
+    pub admin: Admin,
+    pub store: StoreConfig,
+    pub geoip: Geoip,
+    pub sessions: Sessions,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub threads: usize,
+    pub grace_period_s: u64,
+    pub pid_file: PathBuf,
+    pub upgrade_socket: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub address: String,
+    pub tls: bool,
+    pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Option<Duration>,
+}
+
+/// Where a request's token is looked for, in configured order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// A cookie of this name.
+    Cookie(String),
+    /// A header whose whole value is the token.
+    Header(http::HeaderName),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub sources: Vec<TokenSource>,
+    pub session_claim: String,
+    pub user_claim: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_s: u64,
+    pub max_token_bytes: usize,
+    pub max_session_lifetime_s: u64,
+    pub require_exp: bool,
+    pub jwks_reload: Duration,
+    pub keys: Vec<KeyConfig>,
+}
+
+/// One configured verification key (or JWKS file of keys).
+#[derive(Clone)]
+pub struct KeyConfig {
+    /// Required for secrets and PEM files; for JWKS the JWK's own `alg` wins.
+    pub algorithm: Option<Algorithm>,
+    pub kid: Option<String>,
+    pub material: KeyMaterial,
+}
+
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .field("material", &self.material)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub enum KeyMaterial {
+    Secret(Vec<u8>),
+    PublicKeyFile(PathBuf),
+    JwksFile(PathBuf),
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyMaterial::Secret(_) => f.write_str("Secret([redacted])"),
+            KeyMaterial::PublicKeyFile(p) => write!(f, "PublicKeyFile({})", p.display()),
+            KeyMaterial::JwksFile(p) => write!(f, "JwksFile({})", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone)]
+pub struct Enforcement {
+    pub mode: Mode,
+    pub public_paths: Vec<String>,
+    pub login_url: Option<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct Admin {
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    pub path: PathBuf,
+    pub redis_url: String,
+    pub purge_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Geoip {
+    pub database: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pub idle_ttl_s: u64,
+    pub max_tracked: usize,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Relative paths inside resolve
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        Self::from_toml(&text, path, dir)
+    }
+
+    /// Parses and validates TOML `text` as if read from `file` in `dir`.
+    pub fn from_toml(text: &str, file: &Path, dir: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => (
+                    Some(locate::line_at(text, span.start)),
+                    locate::path_at(text, span.start).unwrap_or_default(),
+                ),
+                None => (None, String::new()),
+            };
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        validate(raw, file, dir).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: locate::line_of(text, &e.key),
+            key: e.key,
+            message: e.message,
+        })
+    }
+}
+
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, KeyError> {
+    value.parse().map_err(|_| {
+        KeyError::new(
+            key,
+            format!("{value:?} is not an address of the form ip:port (for example 127.0.0.1:8080)"),
+        )
+    })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError> {
+    let listen = Listen {
+        proxy: socket_addr("listen.proxy", &raw.listen.proxy)?,
+        admin: socket_addr("listen.admin", &raw.listen.admin)?,
+        threads: match raw.listen.threads {
+            0 => return Err(KeyError::new("listen.threads", "must be at least 1")),
+            n => n,
+        },
+        grace_period_s: raw.listen.grace_period_s,
+        pid_file: resolve(dir, &raw.listen.pid_file),
+        upgrade_socket: resolve(dir, &raw.listen.upgrade_socket),
+    };
+    if listen.proxy == listen.admin {
+        return Err(KeyError::new(
+            "listen.admin",
+            format!("{} is also listen.proxy", listen.admin),
+        ));
+    }
+
+    let upstream = validate_upstream(raw.upstream)?;
+    let token = validate_token(raw.token, dir)?;
+
+    let mode = match raw.enforcement.mode.as_str() {
+        "enforce" => Mode::Enforce,
+        "monitor" => Mode::Monitor,
+        other => {
+            return Err(KeyError::new(
+                "enforcement.mode",
+                format!("unknown mode {other:?} (expected \"enforce\" or \"monitor\")"),
+            ))
+        }
+    };
+    for (i, p) in raw.enforcement.public_paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            return Err(KeyError::new(
+                format!("enforcement.public_paths[{i}]"),
+                format!("{p:?} must start with \"/\""),
+            ));
+        }
+        if p.starts_with("/.sessiongate") {
+            return Err(KeyError::new(
+                format!("enforcement.public_paths[{i}]"),
+                format!("{p:?} is reserved for the gateway"),
+            ));
+        }
+        if p.contains(['%', '\\', '?', '#']) || p.split('/').any(|s| s == "." || s == "..") {
+            return Err(KeyError::new(
+                format!("enforcement.public_paths[{i}]"),
+                format!("{p:?} must be a plain normalised path prefix"),
+            ));
+        }
+    }
+    let enforcement = Enforcement {
+        mode,
+        public_paths: raw.enforcement.public_paths,
+        login_url: non_empty(raw.enforcement.login_url),
+    };
+
+    let admin_token = match (&raw.admin.token, &raw.admin.token_env) {
+        (t, None) => non_empty(t.clone()),
+        (t, Some(_)) if !t.is_empty() => {
+            return Err(KeyError::new(
+                "admin.token_env",
+                "set either admin.token or admin.token_env, not both",
+            ))
+        }
+        (_, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                return Err(KeyError::new(
+                    "admin.token_env",
+                    format!("environment variable {var:?} is not set or empty"),
+                ))
+            }
+        },
+    };
+    if admin_token.is_none() && !listen.admin.ip().is_loopback() {
+        return Err(KeyError::new(
+            "admin.token",
+            format!(
+                "required because listen.admin {} is not on loopback",
+                listen.admin
+            ),
+        ));
+    }
+    let admin = Admin { token: admin_token };
+
+    let store = StoreConfig {
+        backend: match raw.store.backend.as_str() {
+            "embedded" => Backend::Embedded,
+            "redis" => Backend::Redis,
+            other => {
+                return Err(KeyError::new(
+                    "store.backend",
+                    format!("unknown backend {other:?} (expected \"embedded\" or \"redis\")"),
+                ))
+            }
+        },
+        path: resolve(dir, &raw.store.path),
+        redis_url: raw.store.redis_url,
+        purge_interval: Duration::from_secs(raw.store.purge_interval_s.max(1)),
+    };
+    if store.backend == Backend::Redis
+        && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))
+    {
+        return Err(KeyError::new(
+            "store.redis_url",
+            format!("{:?} must start with redis:// or rediss://", store.redis_url),
+        ));
+    }
+
+    let mut trusted_proxies = Vec::new();
+    for (i, c) in raw.geoip.trusted_proxies.iter().enumerate() {
+        let net = c
+            .parse::<IpNet>()
+            .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                KeyError::new(
+                    format!("geoip.trusted_proxies[{i}]"),
+                    format!("{c:?} is not a CIDR (10.0.0.0/8) or an IP address"),
+                )
+            })?;
+        trusted_proxies.push(net);
+    }
+    let geoip = Geoip {
+        database: non_empty(raw.geoip.database).map(|p| resolve(dir, &p)),
+        trusted_proxies,
+    };
+
+    if raw.sessions.max_tracked == 0 {
+        return Err(KeyError::new("sessions.max_tracked", "must be at least 1"));
+    }
+    let sessions = Sessions {
+        idle_ttl_s: raw.sessions.idle_ttl_s,
+        max_tracked: raw.sessions.max_tracked,
+    };
+
+    Ok(Config {
+        file: file.to_path_buf(),
+        listen,
+        upstream,
+        token,
+        enforcement,
+        admin,
+        store,
+        geoip,
+        sessions,
+    })
+}
+
+fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
+    let (host, port) = raw.address.rsplit_once(':').ok_or_else(|| {
+        KeyError::new(
+            "upstream.address",
+            format!("{:?} is not host:port", raw.address),
+        )
+    })?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(KeyError::new(
+            "upstream.address",
+            format!("{:?} is not host:port", raw.address),
+        ));
+    }
+    let sni = if raw.sni.is_empty() {
+        host.trim_start_matches('[').trim_end_matches(']').to_string()
+    } else {
+        raw.sni
+    };
+    Ok(Upstream {
+        address: raw.address,
+        tls: raw.tls,
+        sni,
+        connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
+        read_timeout: (raw.read_timeout_s > 0).then(|| Duration::from_secs(raw.read_timeout_s)),
+    })
+}
+
+fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyError> {
+    if raw.sources.is_empty() {
+        return Err(KeyError::new("token.sources", "needs at least one source"));
+    }
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let key = format!("token.sources[{i}]");
+        let source = match s.split_once(':') {
+            Some(("header", name)) if name.eq_ignore_ascii_case("authorization") => {
+                TokenSource::Bearer
+            }
+            Some(("header", name)) if !name.is_empty() => {
+                let lower = name.to_ascii_lowercase();
+                let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                    KeyError::new(&key, format!("{name:?} is not a valid header name"))
+                })?;
+                TokenSource::Header(header)
+            }
+            Some(("cookie", name))
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) =>
+            {
+                TokenSource::Cookie(name.to_string())
+            }
+            _ => {
+                return Err(KeyError::new(
+                    key,
+                    format!("{s:?} is not header:authorization, header:NAME or cookie:NAME"),
+                ))
+            }
+        };
+        sources.push(source);
+    }
+    if raw.session_claim.is_empty() {
+        return Err(KeyError::new("token.session_claim", "must not be empty"));
+    }
+    if raw.user_claim.is_empty() {
+        return Err(KeyError::new("token.user_claim", "must not be empty"));
+    }
+    if raw.max_token_bytes < 16 {
+        return Err(KeyError::new(
+            "token.max_token_bytes",
+            format!("{} is too small for any token", raw.max_token_bytes),
+        ));
+    }
+    if raw.max_session_lifetime_s == 0 {
+        return Err(KeyError::new(
+            "token.max_session_lifetime_s",
+            "must be at least 1",
+        ));
+    }
+    if raw.keys.is_empty() {
+        return Err(KeyError::new(
+            "token.keys",
+            "at least one [[token.keys]] entry is required",
+        ));
+    }
+    let mut keys = Vec::new();
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        keys.push(validate_key(i, k, dir)?);
+    }
+    let config = TokenConfig {
+        sources,
+        session_claim: raw.session_claim,
+        user_claim: raw.user_claim,
+        issuer: non_empty(raw.issuer),
+        audience: non_empty(raw.audience),
+        leeway_s: raw.leeway_s,
+        max_token_bytes: raw.max_token_bytes,
+        max_session_lifetime_s: raw.max_session_lifetime_s,
+        require_exp: raw.require_exp,
+        jwks_reload: Duration::from_secs(raw.jwks_reload_s.max(1)),
+        keys,
+    };
+    // Load every key once now, so that a bad PEM or JWKS file is a config error.
+    crate::token::KeySet::load(&config.keys).map_err(|e| {
+        KeyError::new(format!("token.keys[{}].{}", e.index, e.field), e.message)
+    })?;
+    Ok(config)
+}
+
+fn validate_key(i: usize, k: RawKey, dir: &Path) -> Result<KeyConfig, KeyError> {
+    let at = |field: &str| format!("token.keys[{i}].{field}");
+    let algorithm = if k.algorithm.is_empty() {
+        None
+    } else {
+        let alg: Algorithm = k.algorithm.parse().map_err(|_| {
+            KeyError::new(
+                at("algorithm"),
+                format!(
+                    "unknown algorithm {:?} (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)",
+                    k.algorithm
+                ),
+            )
+        })?;
+        Some(alg)
+    };
+    let given = [
+        k.secret.is_some(),
+        k.secret_env.is_some(),
+        k.secret_base64.is_some(),
+        k.public_key_file.is_some(),
+        k.jwks_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        return Err(KeyError::new(
+            format!("token.keys[{i}]"),
+            "needs exactly one of secret, secret_env, secret_base64, public_key_file, jwks_file",
+        ));
+    }
+    let family = algorithm.map(|a| a.family());
+    let material = if let Some(s) = k.secret {
+        KeyMaterial::Secret(s.into_bytes())
+    } else if let Some(var) = k.secret_env {
+        match std::env::var(&var) {
+            Ok(v) if !v.is_empty() => KeyMaterial::Secret(v.into_bytes()),
+            _ => {
+                return Err(KeyError::new(
+                    at("secret_env"),
+                    format!("environment variable {var:?} is not set or empty"),
+                ))
+            }
+        }
+    } else if let Some(b) = k.secret_base64 {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| KeyError::new(at("secret_base64"), format!("not standard base64: {e}")))?;
+        KeyMaterial::Secret(bytes)
+    } else if let Some(p) = k.public_key_file {
+        KeyMaterial::PublicKeyFile(resolve(dir, &p))
+    } else if let Some(p) = k.jwks_file {
+        KeyMaterial::JwksFile(resolve(dir, &p))
+    } else {
+        unreachable!("exactly one material was counted above")
+    };
+    match (&material, family) {
+        (KeyMaterial::Secret(s), Some(AlgorithmFamily::Hmac)) if s.is_empty() => {
+            return Err(KeyError::new(at("secret"), "must not be empty"));
+        }
+        (KeyMaterial::Secret(_), Some(AlgorithmFamily::Hmac)) => {}
+        (KeyMaterial::Secret(_), _) => {
+            return Err(KeyError::new(
+                at("algorithm"),
+                format!(
+                    "a secret needs an HMAC algorithm (HS256, HS384, HS512), not {:?}",
+                    k.algorithm
+                ),
+            ))
+        }
+        (KeyMaterial::PublicKeyFile(_), None) => {
+            return Err(KeyError::new(
+                at("algorithm"),
+                "required with public_key_file",
+            ))
+        }
+        (KeyMaterial::PublicKeyFile(_), Some(AlgorithmFamily::Hmac)) => {
+            return Err(KeyError::new(
+                at("algorithm"),
+                format!(
+                    "{:?} is an HMAC algorithm; a public key needs RS*, PS*, ES* or EdDSA",
+                    k.algorithm
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(KeyConfig {
+        algorithm,
+        kid: non_empty(k.kid),
+        material,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[listen]
+proxy = "127.0.0.1:8080"
+
+[upstream]
+address = "127.0.0.1:3000"
+
+[[token.keys]]
+algorithm = "HS256"
+secret = "s3cret"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/sg/sessiongate.toml"), Path::new("/etc/sg"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.listen.admin.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.token.sources.len(), 2);
+        assert_eq!(c.store.path, Path::new("/etc/sg/data/sessiongate.db"));
+        assert_eq!(c.enforcement.mode, Mode::Enforce);
+        assert_eq!(c.token.leeway_s, 30);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = MINIMAL.replace("[upstream]", "[upstream]\nadress = \"x\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "upstream.adress", "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.to_string().starts_with("/etc/sg/sessiongate.toml:6: upstream.adress:"));
+    }
+
+    #[test]
+    fn bad_algorithm_names_indexed_key() {
+        let text = format!("{MINIMAL}\n[[token.keys]]\nalgorithm = \"HS999\"\nsecret = \"x\"\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "token.keys[1].algorithm");
+        assert!(e.message.contains("HS999"));
+        assert_eq!(e.line, Some(13));
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_token() {
+        let text = MINIMAL.replace(
+            "proxy = \"127.0.0.1:8080\"",
+            "proxy = \"127.0.0.1:8080\"\nadmin = \"0.0.0.0:9090\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "admin.token");
+        let ok = format!("{text}\n[admin]\ntoken = \"t\"\n");
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn secret_with_rsa_algorithm_is_refused() {
+        let text = MINIMAL.replace("HS256", "RS256");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "token.keys[0].algorithm");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let text = MINIMAL.replace("[upstream]", "[upstream]\ntls = \"yes\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "upstream.tls", "{e}");
+    }
+
+    #[test]
+    fn bad_public_path_is_refused() {
+        let text = format!("{MINIMAL}\n[enforcement]\npublic_paths = [\"/ok\", \"/a/../b\"]\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "enforcement.public_paths[1]");
+    }
+}

@@ -1,0 +1,277 @@
+//! The first layer of the configuration: the TOML file as written, with serde
+//! defaults and `deny_unknown_fields`, so that a misspelt key is an error and
+//! never a silently disabled rule. Nothing here is trusted yet; `Config::try_from`
+//! validates it.
+
+use serde::Deserialize;
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_THREADS: usize = 2;
+pub const DEFAULT_GRACE_PERIOD_S: u64 = 5;
+pub const DEFAULT_PID_FILE: &str = "data/sessiongate.pid";
+pub const DEFAULT_UPGRADE_SOCKET: &str = "data/sessiongate-upgrade.sock";
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_READ_TIMEOUT_S: u64 = 0;
+pub const DEFAULT_SESSION_CLAIM: &str = "sid";
+pub const DEFAULT_USER_CLAIM: &str = "sub";
+pub const DEFAULT_LEEWAY_S: u64 = 30;
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+pub const DEFAULT_MAX_SESSION_LIFETIME_S: u64 = 30 * 24 * 3600;
+pub const DEFAULT_JWKS_RELOAD_S: u64 = 10;
+pub const DEFAULT_MODE: &str = "enforce";
+pub const DEFAULT_PUBLIC_PATHS: &[&str] = &["/healthz"];
+pub const DEFAULT_BACKEND: &str = "embedded";
+pub const DEFAULT_STORE_PATH: &str = "data/sessiongate.db";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+pub const DEFAULT_IDLE_TTL_S: u64 = 30 * 24 * 3600;
+pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
+
+pub fn default_token_sources() -> Vec<String> {
+    vec!["header:authorization".into(), "cookie:session".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    pub upstream: RawUpstream,
+    pub token: RawToken,
+    #[serde(default)]
+    pub enforcement: RawEnforcement,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub geoip: RawGeoip,
+    #[serde(default)]
+    pub sessions: RawSessions,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    /// Address clients connect to (required).
+    pub proxy: String,
+    /// Admin API, /metrics, /healthz, /readyz.
+    #[serde(default = "d_admin_listen")]
+    pub admin: String,
+    /// pingora worker threads of the proxy service.
+    #[serde(default = "d_threads")]
+    pub threads: usize,
+    /// Seconds SIGTERM waits for in-flight requests before exiting.
+    #[serde(default = "d_grace")]
+    pub grace_period_s: u64,
+    /// pingora pid file (relative to the config file's directory).
+    #[serde(default = "d_pid_file")]
+    pub pid_file: String,
+    /// Unix socket the listeners are handed over on during a graceful upgrade.
+    #[serde(default = "d_upgrade_socket")]
+    pub upgrade_socket: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// host:port of the protected application (required).
+    pub address: String,
+    #[serde(default)]
+    pub tls: bool,
+    /// TLS server name; defaults to the host part of `address`.
+    #[serde(default)]
+    pub sni: String,
+    #[serde(default = "d_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// 0 means no read timeout (long polls, SSE, WebSockets).
+    #[serde(default = "d_read_timeout_s")]
+    pub read_timeout_s: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    #[serde(default = "default_token_sources")]
+    pub sources: Vec<String>,
+    #[serde(default = "d_session_claim")]
+    pub session_claim: String,
+    #[serde(default = "d_user_claim")]
+    pub user_claim: String,
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub audience: String,
+    #[serde(default = "d_leeway")]
+    pub leeway_s: u64,
+    #[serde(default = "d_max_token_bytes")]
+    pub max_token_bytes: usize,
+    #[serde(default = "d_max_session_lifetime")]
+    pub max_session_lifetime_s: u64,
+    /// Refuse tokens without `exp` as `invalid_token`.
+    #[serde(default)]
+    pub require_exp: bool,
+    /// How often JWKS files are checked for changes.
+    #[serde(default = "d_jwks_reload")]
+    pub jwks_reload_s: u64,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    #[serde(default)]
+    pub algorithm: String,
+    #[serde(default)]
+    pub kid: String,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_base64: Option<String>,
+    pub public_key_file: Option<String>,
+    pub jwks_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnforcement {
+    #[serde(default = "d_mode")]
+    pub mode: String,
+    #[serde(default = "d_public_paths")]
+    pub public_paths: Vec<String>,
+    #[serde(default)]
+    pub login_url: String,
+}
+
+impl Default for RawEnforcement {
+    fn default() -> Self {
+        Self {
+            mode: d_mode(),
+            public_paths: d_public_paths(),
+            login_url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default)]
+    pub token: String,
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default = "d_backend")]
+    pub backend: String,
+    #[serde(default = "d_store_path")]
+    pub path: String,
+    #[serde(default = "d_redis_url")]
+    pub redis_url: String,
+    /// Seconds between purges of expired revocations.
+    #[serde(default = "d_purge_interval")]
+    pub purge_interval_s: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            backend: d_backend(),
+            path: d_store_path(),
+            redis_url: d_redis_url(),
+            purge_interval_s: d_purge_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoip {
+    #[serde(default)]
+    pub database: String,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    #[serde(default = "d_idle_ttl")]
+    pub idle_ttl_s: u64,
+    #[serde(default = "d_max_tracked")]
+    pub max_tracked: usize,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        Self {
+            idle_ttl_s: d_idle_ttl(),
+            max_tracked: d_max_tracked(),
+        }
+    }
+}
+
+fn d_admin_listen() -> String {
+    DEFAULT_ADMIN_LISTEN.into()
+}
+fn d_threads() -> usize {
+    DEFAULT_THREADS
+}
+fn d_grace() -> u64 {
+    DEFAULT_GRACE_PERIOD_S
+}
+fn d_pid_file() -> String {
+    DEFAULT_PID_FILE.into()
+}
+fn d_upgrade_socket() -> String {
+    DEFAULT_UPGRADE_SOCKET.into()
+}
+fn d_connect_timeout_ms() -> u64 {
+    DEFAULT_CONNECT_TIMEOUT_MS
+}
+fn d_read_timeout_s() -> u64 {
+    DEFAULT_READ_TIMEOUT_S
+}
+fn d_session_claim() -> String {
+    DEFAULT_SESSION_CLAIM.into()
+}
+fn d_user_claim() -> String {
+    DEFAULT_USER_CLAIM.into()
+}
+fn d_leeway() -> u64 {
+    DEFAULT_LEEWAY_S
+}
+fn d_max_token_bytes() -> usize {
+    DEFAULT_MAX_TOKEN_BYTES
+}
+fn d_max_session_lifetime() -> u64 {
+    DEFAULT_MAX_SESSION_LIFETIME_S
+}
+fn d_jwks_reload() -> u64 {
+    DEFAULT_JWKS_RELOAD_S
+}
+fn d_mode() -> String {
+    DEFAULT_MODE.into()
+}
+fn d_public_paths() -> Vec<String> {
+    DEFAULT_PUBLIC_PATHS.iter().map(|s| s.to_string()).collect()
+}
+fn d_backend() -> String {
+    DEFAULT_BACKEND.into()
+}
+fn d_store_path() -> String {
+    DEFAULT_STORE_PATH.into()
+}
+fn d_redis_url() -> String {
+    DEFAULT_REDIS_URL.into()
+}
+fn d_purge_interval() -> u64 {
+    DEFAULT_PURGE_INTERVAL_S
+}
+fn d_idle_ttl() -> u64 {
+    DEFAULT_IDLE_TTL_S
+}
+fn d_max_tracked() -> usize {
+    DEFAULT_MAX_TRACKED
+}

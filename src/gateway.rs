@@ -1,0 +1,309 @@
+//! Assembles a gateway process from a validated [`Config`]: the shared state,
+//! the pingora services (proxy, admin) and the background services (state
+//! load and follow, expiry purge, JWKS reload).
+//!
+//! Start-up order: the store is opened, the admin listener comes up at once
+//! (`/readyz` answers 503), the state service loads every revocation into
+//! memory, and only then does the proxy service start accepting traffic
+//! (a pingora service dependency).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
+use prometheus::Registry;
+
+use crate::admin::{AdminApp, Readiness};
+use crate::authority::Authority;
+use crate::clock;
+use crate::config::{Backend, Config, KeyMaterial};
+use crate::enforcement::Enforcer;
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::revocation::RevocationSet;
+use crate::store::{Embedded, Store};
+use crate::token::KeySet;
+
+/// How often each process reads the store's change log for revocations
+/// written by another process sharing it.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(50);
+/// Pause between attempts to load the store at start-up.
+const LOAD_RETRY: Duration = Duration::from_millis(500);
+
+/// Everything a gateway process shares between its services.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub enforcer: Arc<Enforcer>,
+    pub authority: Arc<Authority>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// pingora's own switches, passed through from our command line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessOptions {
+    /// Take over the listeners of a running gateway (graceful upgrade).
+    pub upgrade: bool,
+    /// Detach and run in the background.
+    pub daemon: bool,
+}
+
+impl Gateway {
+    /// Builds the shared state: opens the store, loads the keys.
+    pub fn new(config: Config) -> anyhow::Result<Gateway> {
+        let metrics = Arc::new(Metrics::new(Registry::new())?);
+        let store: Arc<dyn Store> = match config.store.backend {
+            Backend::Embedded => Arc::new(Embedded::open(&config.store.path)?),
+            Backend::Redis => anyhow::bail!(
+                "{}: store.backend: \"redis\" is not available in this build yet",
+                config.file.display()
+            ),
+        };
+        let revocations = Arc::new(RevocationSet::new());
+        let enforcer = Arc::new(
+            Enforcer::new(&config, revocations.clone())
+                .map_err(|e| anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message))?,
+        );
+        let authority = Arc::new(Authority::new(
+            store,
+            revocations,
+            metrics.clone(),
+            config.token.max_session_lifetime_s,
+        ));
+        Ok(Gateway {
+            config: Arc::new(config),
+            metrics,
+            enforcer,
+            authority,
+            readiness: Arc::new(Readiness::default()),
+        })
+    }
+
+    /// The pingora server with every service of the gateway, plus `extra`
+    /// services (the demo's echo upstream).
+    pub fn server(
+        self,
+        options: ProcessOptions,
+        extra: Vec<Box<dyn ServiceWithDependents>>,
+    ) -> anyhow::Result<Server> {
+        let config = &self.config;
+        let conf = ServerConf {
+            pid_file: config.listen.pid_file.to_string_lossy().into_owned(),
+            upgrade_sock: config.listen.upgrade_socket.to_string_lossy().into_owned(),
+            threads: config.listen.threads,
+            grace_period_seconds: Some(config.listen.grace_period_s),
+            graceful_shutdown_timeout_seconds: Some(1),
+            daemon: options.daemon,
+            ..ServerConf::default()
+        };
+        for p in [&config.listen.pid_file, &config.listen.upgrade_socket] {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create {} for {}: {e}", dir.display(), p.display())
+                })?;
+            }
+        }
+        let opt = Opt {
+            upgrade: options.upgrade,
+            daemon: options.daemon,
+            ..Opt::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(opt, conf);
+        server.bootstrap();
+
+        let state = server.add_service(background_service(
+            "state",
+            StateSync {
+                authority: self.authority.clone(),
+                readiness: self.readiness.clone(),
+            },
+        ));
+
+        let proxy = Proxy::new(config, self.enforcer.clone(), self.metrics.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
+        let mut proxy_service =
+            pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "proxy");
+        proxy_service.add_tcp(&config.listen.proxy.to_string());
+        let proxy_handle = server.add_service(proxy_service);
+        proxy_handle.add_dependency(&state);
+
+        let admin = AdminApp::new(
+            self.authority.clone(),
+            self.metrics.clone(),
+            self.readiness.clone(),
+            config.admin.token.as_deref(),
+        );
+        let mut admin_service = Service::new("admin".to_string(), admin);
+        admin_service.threads = Some(1);
+        admin_service.add_tcp(&config.listen.admin.to_string());
+        server.add_service(admin_service);
+
+        server.add_service(background_service(
+            "purge",
+            Purge {
+                authority: self.authority.clone(),
+                interval: config.store.purge_interval,
+            },
+        ));
+
+        let jwks: Vec<_> = config
+            .token
+            .keys
+            .iter()
+            .filter_map(|k| match &k.material {
+                KeyMaterial::JwksFile(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if !jwks.is_empty() {
+            server.add_service(background_service(
+                "jwks-reload",
+                JwksReload {
+                    config: self.config.clone(),
+                    enforcer: self.enforcer.clone(),
+                    files: jwks,
+                },
+            ));
+        }
+        for service in extra {
+            server.add_boxed_service(service);
+        }
+        Ok(server)
+    }
+}
+
+/// Loads the store into memory (the proxy waits for this), then follows the
+/// store's change log for revocations written by other processes.
+struct StateSync {
+    authority: Arc<Authority>,
+    readiness: Arc<Readiness>,
+}
+
+#[async_trait]
+impl BackgroundService for StateSync {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let store = self.authority.store().clone();
+        let started = std::time::Instant::now();
+        let mut cursor = loop {
+            match store.load(clock::now_s()).await {
+                Ok(changes) => {
+                    let n = self.authority.apply(&changes.revocations);
+                    self.authority.refresh_gauges();
+                    tracing::info!(
+                        revocations = n,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "revocation state loaded"
+                    );
+                    break changes.cursor;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load revocations; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(LOAD_RETRY) => {}
+                    }
+                }
+            }
+        };
+        self.readiness.set_loaded();
+        ready.notify_ready();
+
+        let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            match store.changes_since(cursor).await {
+                Ok(changes) => {
+                    if !changes.revocations.is_empty() {
+                        self.authority.apply(&changes.revocations);
+                    }
+                    cursor = changes.cursor;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read store changes"),
+            }
+        }
+    }
+}
+
+/// Drops expired revocations from memory and from the store.
+struct Purge {
+    authority: Arc<Authority>,
+    interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Purge {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            match self.authority.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired revocations purged"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    }
+}
+
+/// Reloads the key set when a JWKS file changes; a bad file keeps the old keys.
+struct JwksReload {
+    config: Arc<Config>,
+    enforcer: Arc<Enforcer>,
+    files: Vec<std::path::PathBuf>,
+}
+
+impl JwksReload {
+    fn stamps(&self) -> Vec<Option<SystemTime>> {
+        self.files
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl BackgroundService for JwksReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut seen = self.stamps();
+        let mut tick = tokio::time::interval(self.config.token.jwks_reload);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let now = self.stamps();
+            if now == seen {
+                continue;
+            }
+            match KeySet::load(&self.config.token.keys) {
+                Ok(keys) => {
+                    tracing::info!(keys = keys.len(), "JWKS changed; keys reloaded");
+                    self.enforcer.verifier().replace_keys(keys);
+                    seen = now;
+                }
+                Err(e) => tracing::error!(
+                    key = format!("token.keys[{}].{}", e.index, e.field),
+                    error = %e.message,
+                    "JWKS changed but cannot be loaded; keeping the previous keys"
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The pingora adapter: the hot path. It pulls the path and headers out of
+//! the pingora `Session`, asks [`Enforcer::decide`], and acts on the
+//! [`Decision`]: refuse, or forward with identity headers. Per-request state
+//! lives in [`RequestCtx`] and is recorded once, in `logging()`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+use pingora::http::ResponseHeader;
+
+use crate::clock;
+use crate::config::{Config, Mode};
+use crate::enforcement::{Decision, Enforcer, Outcome, Refusal, RenderedRefusal};
+use crate::metrics::Metrics;
+use crate::token::{TokenError, VerifiedToken};
+
+pub const X_SESSION_ID: &str = "X-Session-Id";
+pub const X_USER_ID: &str = "X-User-Id";
+pub const X_SESSIONGATE_DECISION: &str = "X-Sessiongate-Decision";
+
+/// Client-sent headers that would let a client speak for the gateway.
+fn is_identity_header(name: &str) -> bool {
+    name == "x-session-id"
+        || name == "x-user-id"
+        || name.starts_with("x-geo-")
+        || name.starts_with("x-sessiongate-")
+}
+
+/// The request failed because the upstream could not be reached or answered.
+fn is_upstream_error(e: &Error) -> bool {
+    matches!(e.esource(), ErrorSource::Upstream)
+        || matches!(
+            e.etype(),
+            ErrorType::ConnectTimedout
+                | ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+        )
+}
+
+/// Per-request state, filled by the filters and recorded in `logging()`.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    outcome: Option<Outcome>,
+    decided_in: Option<Duration>,
+    identity: Option<VerifiedToken>,
+}
+
+/// The proxy service: one per gateway process.
+pub struct Proxy {
+    enforcer: Arc<Enforcer>,
+    metrics: Arc<Metrics>,
+    peer: HttpPeer,
+    mode: Mode,
+    login_url: Option<HeaderValue>,
+}
+
+impl Proxy {
+    /// Builds the proxy; resolves the upstream address once, here.
+    pub fn new(
+        config: &Config,
+        enforcer: Arc<Enforcer>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, String> {
+        use std::net::ToSocketAddrs;
+        let addr = config
+            .upstream
+            .address
+            .to_socket_addrs()
+            .map_err(|e| format!("upstream.address {:?}: {e}", config.upstream.address))?
+            .next()
+            .ok_or_else(|| format!("upstream.address {:?}: no address", config.upstream.address))?;
+        let mut peer = HttpPeer::new(addr, config.upstream.tls, config.upstream.sni.clone());
+        peer.options.connection_timeout = Some(config.upstream.connect_timeout);
+        peer.options.read_timeout = config.upstream.read_timeout;
+        let login_url = match &config.enforcement.login_url {
+            Some(u) => Some(
+                HeaderValue::from_str(u)
+                    .map_err(|_| format!("enforcement.login_url {u:?} is not a valid header value"))?,
+            ),
+            None => None,
+        };
+        Ok(Proxy {
+            enforcer,
+            metrics,
+            peer,
+            mode: config.enforcement.mode,
+            login_url,
+        })
+    }
+
+    async fn refuse(&self, session: &mut Session, refusal: &Refusal) -> Result<()> {
+        let wants_html = self.login_url.is_some()
+            && session
+                .req_header()
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+        let rendered = refusal.render(self.login_url.as_ref(), wants_html);
+        write_json(session, rendered).await
+    }
+}
+
+async fn write_json(session: &mut Session, r: RenderedRefusal) -> Result<()> {
+    let mut resp = ResponseHeader::build(r.status, Some(4 + r.headers.len()))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+    for (name, value) in r.headers {
+        resp.insert_header(name, value)?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(r.body), true).await
+}
+
+fn strip_identity_headers(session: &mut Session) {
+    let req = session.req_header();
+    if !req.headers.keys().any(|k| is_identity_header(k.as_str())) {
+        return;
+    }
+    let names: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| is_identity_header(k.as_str()))
+        .cloned()
+        .collect();
+    let req = session.req_header_mut();
+    for name in names {
+        req.remove_header(&name);
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        strip_identity_headers(session);
+
+        let started = Instant::now();
+        let decision = {
+            let req = session.req_header();
+            self.enforcer
+                .decide(req.uri.path(), &req.headers, clock::now_s())
+        };
+        ctx.decided_in = Some(started.elapsed());
+
+        let refusal = match decision {
+            Decision::Reserved => {
+                let body = Bytes::from_static(br#"{"error":"not_found"}"#);
+                let mut resp = ResponseHeader::build(404, Some(2))?;
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+                session.write_response_header(Box::new(resp), false).await?;
+                session.write_response_body(Some(body), true).await?;
+                return Ok(true);
+            }
+            Decision::Public => {
+                ctx.outcome = Some(Outcome::Public);
+                None
+            }
+            Decision::Allow(token) => {
+                let req = session.req_header_mut();
+                let identity = req
+                    .insert_header(X_SESSION_ID, token.session_id.as_str())
+                    .and_then(|_| match &token.user_id {
+                        Some(u) => req.insert_header(X_USER_ID, u.as_str()),
+                        None => Ok(()),
+                    });
+                match identity {
+                    Ok(()) => {
+                        ctx.outcome = Some(Outcome::Allowed);
+                        ctx.identity = Some(token);
+                        None
+                    }
+                    // A claim that cannot travel in a header is not an identity.
+                    Err(_) => {
+                        req.remove_header(X_SESSION_ID);
+                        Some(Refusal::InvalidToken(TokenError::Malformed))
+                    }
+                }
+            }
+            Decision::Refuse(r) => Some(r),
+        };
+
+        match (refusal, self.mode) {
+            (None, Mode::Enforce) => Ok(false),
+            (None, Mode::Monitor) => {
+                let label = ctx.outcome.map(Outcome::label).unwrap_or("allowed");
+                session
+                    .req_header_mut()
+                    .insert_header(X_SESSIONGATE_DECISION, label)?;
+                Ok(false)
+            }
+            (Some(r), Mode::Enforce) => {
+                ctx.outcome = Some(r.outcome());
+                self.refuse(session, &r).await?;
+                Ok(true)
+            }
+            (Some(r), Mode::Monitor) => {
+                ctx.outcome = Some(r.outcome());
+                session
+                    .req_header_mut()
+                    .insert_header(X_SESSIONGATE_DECISION, r.code())?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(self.peer.clone()))
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let upstream = is_upstream_error(e);
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ if upstream => 502,
+            _ => match e.esource() {
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if code == 502 {
+            let body = Bytes::from_static(br#"{"error":"upstream_unavailable"}"#);
+            if let Ok(mut resp) = ResponseHeader::build(502, Some(3)) {
+                let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
+                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+                let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
+                let _ = session
+                    .as_downstream_mut()
+                    .write_error_response(resp, body)
+                    .await;
+            }
+        } else if code > 0 {
+            let _ = session.respond_error(code).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(outcome) = ctx.outcome {
+            self.metrics.count_request(outcome);
+        }
+        if let Some(d) = ctx.decided_in {
+            self.metrics.request_duration.observe(d.as_secs_f64());
+        }
+        if let Some(e) = e {
+            if is_upstream_error(e) {
+                self.metrics.upstream_errors.inc();
+            }
+        }
+        if tracing::enabled!(target: "access", tracing::Level::DEBUG) {
+            let status = session
+                .response_written()
+                .map(|r| r.status.as_u16())
+                .unwrap_or(0);
+            let req = session.req_header();
+            tracing::debug!(
+                target: "access",
+                method = %req.method,
+                path = %req.uri.path(),
+                status,
+                decision = ctx.outcome.map(Outcome::label).unwrap_or("-"),
+                session = ctx.identity.as_ref().map(|t| t.session_id.as_str()).unwrap_or("-"),
+                error = e.map(|e| e.to_string()).unwrap_or_default(),
+            );
+        }
+    }
+}

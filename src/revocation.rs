@@ -1,0 +1,301 @@
+//! The in-memory revocation state every request is checked against: revoked
+//! session ids, and per-user not-before cutoffs with one exempt session.
+//!
+//! Reads are lock-free-ish DashMap lookups on the hot path; writes happen at
+//! revocation time (admin API, store follower) and in the purge task, never
+//! while serving a request.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::clock;
+
+/// One revoked session, as stored durably and listed by the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRevocation {
+    pub session_id: String,
+    /// When it was revoked (UNIX milliseconds).
+    pub revoked_at_ms: i64,
+    /// When the token it revokes can no longer be valid (UNIX seconds).
+    pub expires_at: i64,
+    pub reason: String,
+    pub actor: String,
+}
+
+/// A per-user cutoff: tokens of `user_id` issued before `not_before` are
+/// refused, except those of session `except`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCutoff {
+    pub user_id: String,
+    /// UNIX seconds; a token is refused when `iat < not_before`.
+    pub not_before: i64,
+    pub except: Option<String>,
+    pub revoked_at_ms: i64,
+    pub expires_at: i64,
+    pub reason: String,
+    pub actor: String,
+}
+
+/// Either kind of revocation, for lists and for changes read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    Session(SessionRevocation),
+    User(UserCutoff),
+}
+
+impl Revocation {
+    pub fn expires_at(&self) -> i64 {
+        match self {
+            Revocation::Session(s) => s.expires_at,
+            Revocation::User(u) => u.expires_at,
+        }
+    }
+}
+
+/// The JSON shape of a revocation in `GET /v1/revocations` (DESIGN section 10).
+#[derive(Debug, Serialize)]
+pub struct RevocationView {
+    pub kind: &'static str,
+    pub target: String,
+    pub at: String,
+    pub reason: String,
+    pub actor: String,
+    pub expires_at: String,
+    pub except: Option<String>,
+}
+
+impl From<&Revocation> for RevocationView {
+    fn from(r: &Revocation) -> Self {
+        match r {
+            Revocation::Session(s) => RevocationView {
+                kind: "session",
+                target: s.session_id.clone(),
+                at: clock::rfc3339_ms(s.revoked_at_ms),
+                reason: s.reason.clone(),
+                actor: s.actor.clone(),
+                expires_at: clock::rfc3339_s(s.expires_at),
+                except: None,
+            },
+            Revocation::User(u) => RevocationView {
+                kind: "user",
+                target: u.user_id.clone(),
+                at: clock::rfc3339_ms(u.revoked_at_ms),
+                reason: u.reason.clone(),
+                actor: u.actor.clone(),
+                expires_at: clock::rfc3339_s(u.expires_at),
+                except: u.except.clone(),
+            },
+        }
+    }
+}
+
+/// Why a session is refused: what the `session_revoked` body reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub revoked_at_ms: i64,
+    pub reason: Arc<str>,
+}
+
+#[derive(Debug)]
+struct SessionEntry {
+    revoked_at_ms: i64,
+    expires_at: i64,
+    reason: Arc<str>,
+}
+
+#[derive(Debug)]
+struct CutoffEntry {
+    not_before: i64,
+    except: Option<Box<str>>,
+    revoked_at_ms: i64,
+    expires_at: i64,
+    reason: Arc<str>,
+}
+
+/// Revoked sessions and user cutoffs, shared by every worker thread.
+#[derive(Debug, Default)]
+pub struct RevocationSet {
+    sessions: DashMap<Box<str>, SessionEntry>,
+    cutoffs: DashMap<Box<str>, CutoffEntry>,
+}
+
+impl RevocationSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Is this session refused? `iat` is the token's issued-at; a user with a
+    /// cutoff and a token without `iat` is refused (its age is unknown).
+    #[inline]
+    pub fn check(&self, session_id: &str, user_id: Option<&str>, iat: Option<i64>) -> Option<Revoked> {
+        if let Some(e) = self.sessions.get(session_id) {
+            return Some(Revoked {
+                revoked_at_ms: e.revoked_at_ms,
+                reason: e.reason.clone(),
+            });
+        }
+        let user_id = user_id?;
+        let c = self.cutoffs.get(user_id)?;
+        let before_cutoff = iat.is_none_or(|iat| iat < c.not_before);
+        let exempt = c.except.as_deref() == Some(session_id);
+        (before_cutoff && !exempt).then(|| Revoked {
+            revoked_at_ms: c.revoked_at_ms,
+            reason: c.reason.clone(),
+        })
+    }
+
+    /// Applies a revocation of either kind; see [`Self::apply_session`] and
+    /// [`Self::apply_cutoff`].
+    pub fn apply(&self, r: &Revocation) -> bool {
+        match r {
+            Revocation::Session(s) => self.apply_session(s),
+            Revocation::User(u) => self.apply_cutoff(u),
+        }
+    }
+
+    /// Adds a revoked session; the first revocation of a session wins.
+    /// Returns true when the set changed.
+    pub fn apply_session(&self, r: &SessionRevocation) -> bool {
+        let mut changed = false;
+        self.sessions
+            .entry(Box::from(r.session_id.as_str()))
+            .or_insert_with(|| {
+                changed = true;
+                SessionEntry {
+                    revoked_at_ms: r.revoked_at_ms,
+                    expires_at: r.expires_at,
+                    reason: Arc::from(r.reason.as_str()),
+                }
+            });
+        changed
+    }
+
+    /// Sets a user's cutoff unless a later one is already in force.
+    /// Returns true when the set changed.
+    pub fn apply_cutoff(&self, c: &UserCutoff) -> bool {
+        let entry = CutoffEntry {
+            not_before: c.not_before,
+            except: c.except.as_deref().map(Box::from),
+            revoked_at_ms: c.revoked_at_ms,
+            expires_at: c.expires_at,
+            reason: Arc::from(c.reason.as_str()),
+        };
+        match self.cutoffs.entry(Box::from(c.user_id.as_str())) {
+            dashmap::Entry::Occupied(mut o) => {
+                let cur = o.get();
+                if (cur.not_before, cur.revoked_at_ms) <= (entry.not_before, entry.revoked_at_ms) {
+                    o.insert(entry);
+                    true
+                } else {
+                    false
+                }
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(entry);
+                true
+            }
+        }
+    }
+
+    /// The revocation in force for a session, if any.
+    pub fn session(&self, session_id: &str) -> Option<SessionRevocation> {
+        self.sessions.get(session_id).map(|e| SessionRevocation {
+            session_id: session_id.to_string(),
+            revoked_at_ms: e.revoked_at_ms,
+            expires_at: e.expires_at,
+            reason: e.reason.to_string(),
+            actor: String::new(),
+        })
+    }
+
+    /// Drops revocations whose tokens can no longer be valid at `now`
+    /// (UNIX seconds). Returns how many entries were removed.
+    pub fn purge_expired(&self, now: i64) -> usize {
+        let before = self.sessions.len() + self.cutoffs.len();
+        self.sessions.retain(|_, e| e.expires_at > now);
+        self.cutoffs.retain(|_, e| e.expires_at > now);
+        before - (self.sessions.len() + self.cutoffs.len())
+    }
+
+    /// Number of revoked sessions held.
+    pub fn revoked_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of user cutoffs held.
+    pub fn user_cutoffs(&self) -> usize {
+        self.cutoffs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(sid: &str, expires_at: i64) -> SessionRevocation {
+        SessionRevocation {
+            session_id: sid.into(),
+            revoked_at_ms: 1_000,
+            expires_at,
+            reason: "r".into(),
+            actor: "admin".into(),
+        }
+    }
+
+    fn cutoff(user: &str, not_before: i64, except: Option<&str>) -> UserCutoff {
+        UserCutoff {
+            user_id: user.into(),
+            not_before,
+            except: except.map(String::from),
+            revoked_at_ms: not_before * 1000 - 500,
+            expires_at: not_before + 3600,
+            reason: "password reset".into(),
+            actor: "admin".into(),
+        }
+    }
+
+    #[test]
+    fn revoked_session_is_refused_others_are_not() {
+        let set = RevocationSet::new();
+        assert!(set.apply_session(&session("s1", 100)));
+        assert!(!set.apply_session(&session("s1", 200)), "first revocation wins");
+        assert!(set.check("s1", None, None).is_some());
+        assert!(set.check("s2", Some("alice"), Some(1)).is_none());
+    }
+
+    #[test]
+    fn cutoff_refuses_older_tokens_except_one_session() {
+        let set = RevocationSet::new();
+        set.apply_cutoff(&cutoff("alice", 1000, Some("keep")));
+        assert!(set.check("old", Some("alice"), Some(999)).is_some());
+        assert!(set.check("keep", Some("alice"), Some(999)).is_none());
+        assert!(set.check("new", Some("alice"), Some(1000)).is_none());
+        assert!(set.check("noiat", Some("alice"), None).is_some(), "unknown age fails closed");
+        assert!(set.check("old", Some("bob"), Some(999)).is_none());
+        assert!(set.check("old", None, Some(999)).is_none());
+    }
+
+    #[test]
+    fn later_cutoff_replaces_earlier_and_not_the_reverse() {
+        let set = RevocationSet::new();
+        set.apply_cutoff(&cutoff("alice", 1000, Some("a")));
+        set.apply_cutoff(&cutoff("alice", 2000, Some("b")));
+        assert!(!set.apply_cutoff(&cutoff("alice", 1500, None)));
+        assert!(set.check("a", Some("alice"), Some(1500)).is_some());
+        assert!(set.check("b", Some("alice"), Some(1500)).is_none());
+    }
+
+    #[test]
+    fn purge_drops_only_expired() {
+        let set = RevocationSet::new();
+        set.apply_session(&session("old", 100));
+        set.apply_session(&session("live", 300));
+        set.apply_cutoff(&cutoff("alice", 10, None)); // expires at 3610
+        assert_eq!(set.purge_expired(200), 1);
+        assert!(set.check("old", None, None).is_none());
+        assert!(set.check("live", None, None).is_some());
+        assert_eq!(set.user_cutoffs(), 1);
+    }
+}

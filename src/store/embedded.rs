@@ -1,0 +1,420 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`,
+//! so a committed transaction survives `kill -9` and power loss. Several
+//! gateway processes may share the file (graceful upgrade); each follows the
+//! `revocations` table by its monotonic `seq`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use super::{Changes, Store, StoreError};
+use crate::audit::{Action, AuditEntry};
+use crate::clock;
+use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS revocations (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL CHECK (kind IN ('session', 'user')),
+    target     TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    not_before INTEGER,
+    except_sid TEXT,
+    expires_at INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    actor      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revocations_target ON revocations (kind, target);
+CREATE INDEX IF NOT EXISTS revocations_expiry ON revocations (expires_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms    INTEGER NOT NULL,
+    actor    TEXT NOT NULL,
+    actor_ip TEXT,
+    action   TEXT NOT NULL,
+    target   TEXT NOT NULL,
+    reason   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+";
+
+const REVOCATION_COLUMNS: &str =
+    "seq, kind, target, at_ms, not_before, except_sid, expires_at, reason, actor";
+
+/// SQLite-backed [`Store`].
+pub struct Embedded {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded").field("path", &self.path).finish()
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // WAL lets readers (and the other process of a graceful upgrade) work
+    // while one writer commits; FULL syncs the WAL at every commit.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError(format!(
+            "{}: cannot switch to WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Embedded {
+    /// Opens (creating when absent) the store at `path`.
+    pub fn open(path: &Path) -> Result<Embedded, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        }
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open_connection(path)?;
+        Ok(Embedded {
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_writer<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError("writer connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await?
+    }
+
+    async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError("reader connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await?
+    }
+}
+
+fn insert_audit(tx: &Transaction, e: &AuditEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit (at_ms, actor, actor_ip, action, target, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.at_ms, e.actor, e.actor_ip, e.action.as_str(), e.target, e.reason],
+    )?;
+    Ok(())
+}
+
+fn row_to_revocation(row: &Row) -> rusqlite::Result<(u64, Option<Revocation>)> {
+    let seq: i64 = row.get(0)?;
+    let kind: String = row.get(1)?;
+    let target: String = row.get(2)?;
+    let at_ms: i64 = row.get(3)?;
+    let not_before: Option<i64> = row.get(4)?;
+    let except: Option<String> = row.get(5)?;
+    let expires_at: i64 = row.get(6)?;
+    let reason: String = row.get(7)?;
+    let actor: String = row.get(8)?;
+    let r = match (kind.as_str(), not_before) {
+        ("session", _) => Some(Revocation::Session(SessionRevocation {
+            session_id: target,
+            revoked_at_ms: at_ms,
+            expires_at,
+            reason,
+            actor,
+        })),
+        ("user", Some(not_before)) => Some(Revocation::User(UserCutoff {
+            user_id: target,
+            not_before,
+            except,
+            revoked_at_ms: at_ms,
+            expires_at,
+            reason,
+            actor,
+        })),
+        _ => None,
+    };
+    Ok((seq.max(0) as u64, r))
+}
+
+fn query_revocations(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<(Vec<Revocation>, u64), StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    let mut last = 0;
+    while let Some(row) = rows.next()? {
+        let (seq, r) = row_to_revocation(row)?;
+        last = last.max(seq);
+        if let Some(r) = r {
+            out.push(r);
+        }
+    }
+    Ok((out, last))
+}
+
+#[async_trait]
+impl Store for Embedded {
+    async fn revoke_session(
+        &self,
+        r: SessionRevocation,
+        audit: AuditEntry,
+    ) -> Result<SessionRevocation, StoreError> {
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let existing = tx
+                .query_row(
+                    "SELECT at_ms, expires_at, reason, actor FROM revocations
+                     WHERE kind = 'session' AND target = ?1 AND expires_at > ?2
+                     ORDER BY seq LIMIT 1",
+                    params![r.session_id, r.revoked_at_ms.div_euclid(1000)],
+                    |row| {
+                        Ok(SessionRevocation {
+                            session_id: r.session_id.clone(),
+                            revoked_at_ms: row.get(0)?,
+                            expires_at: row.get(1)?,
+                            reason: row.get(2)?,
+                            actor: row.get(3)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let in_force = match existing {
+                Some(e) => e,
+                None => {
+                    tx.execute(
+                        "INSERT INTO revocations (kind, target, at_ms, expires_at, reason, actor)
+                         VALUES ('session', ?1, ?2, ?3, ?4, ?5)",
+                        params![r.session_id, r.revoked_at_ms, r.expires_at, r.reason, r.actor],
+                    )?;
+                    r
+                }
+            };
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(in_force)
+        })
+        .await
+    }
+
+    async fn revoke_user(&self, c: UserCutoff, audit: AuditEntry) -> Result<UserCutoff, StoreError> {
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO revocations (kind, target, at_ms, not_before, except_sid, expires_at, reason, actor)
+                 VALUES ('user', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.user_id, c.revoked_at_ms, c.not_before, c.except, c.expires_at, c.reason, c.actor],
+            )?;
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(c)
+        })
+        .await
+    }
+
+    async fn load(&self, now_s: i64) -> Result<Changes, StoreError> {
+        self.with_reader(move |conn| {
+            // One read transaction: the rows and the cursor are one snapshot.
+            let tx = conn.transaction()?;
+            let (revocations, _) = query_revocations(
+                &tx,
+                &format!(
+                    "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE expires_at > ?1 ORDER BY seq"
+                ),
+                params![now_s],
+            )?;
+            let cursor: i64 =
+                tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM revocations", [], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(Changes {
+                revocations,
+                cursor: cursor.max(0) as u64,
+            })
+        })
+        .await
+    }
+
+    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
+        self.with_reader(move |conn| {
+            let (revocations, last) = query_revocations(
+                conn,
+                &format!("SELECT {REVOCATION_COLUMNS} FROM revocations WHERE seq > ?1 ORDER BY seq"),
+                params![cursor as i64],
+            )?;
+            Ok(Changes {
+                revocations,
+                cursor: last.max(cursor),
+            })
+        })
+        .await
+    }
+
+    async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError> {
+        self.with_reader(move |conn| {
+            let now = clock::now_s();
+            let (list, _) = query_revocations(
+                conn,
+                &format!(
+                    "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE expires_at > ?1
+                     ORDER BY seq DESC LIMIT ?2"
+                ),
+                params![now, limit as i64],
+            )?;
+            Ok(list)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_audit(&tx, &entry)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(
+        &self,
+        limit: usize,
+        since_ms: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT at_ms, actor, actor_ip, action, target, reason FROM audit
+                 WHERE at_ms >= ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![since_ms.unwrap_or(i64::MIN), limit as i64], |row| {
+                let action: String = row.get(3)?;
+                Ok((
+                    AuditEntry {
+                        at_ms: row.get(0)?,
+                        actor: row.get(1)?,
+                        actor_ip: row.get(2)?,
+                        action: Action::RevokeSession,
+                        target: row.get(4)?,
+                        reason: row.get(5)?,
+                    },
+                    action,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut entry, action) = row?;
+                match Action::parse(&action) {
+                    Some(a) => entry.action = a,
+                    None => continue,
+                }
+                out.push(entry);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError> {
+        self.with_writer(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM revocations WHERE expires_at <= ?1",
+                params![now_s],
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(target: &str) -> AuditEntry {
+        AuditEntry {
+            at_ms: 1_000,
+            actor: "admin".into(),
+            actor_ip: Some("127.0.0.1".into()),
+            action: Action::RevokeSession,
+            target: target.into(),
+            reason: "test".into(),
+        }
+    }
+
+    fn session(sid: &str, at_ms: i64) -> SessionRevocation {
+        SessionRevocation {
+            session_id: sid.into(),
+            revoked_at_ms: at_ms,
+            expires_at: at_ms / 1000 + 3600,
+            reason: "r".into(),
+            actor: "admin".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn revocations_survive_reopen_and_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let a = Embedded::open(&path).unwrap();
+        let b = Embedded::open(&path).unwrap();
+        let start = b.load(0).await.unwrap();
+        assert_eq!(start.revocations.len(), 0);
+
+        let first = a.revoke_session(session("s1", 5_000), audit("session:s1")).await.unwrap();
+        let again = a.revoke_session(session("s1", 9_000), audit("session:s1")).await.unwrap();
+        assert_eq!(first, again, "second revocation answers the first");
+
+        let changes = b.changes_since(start.cursor).await.unwrap();
+        assert_eq!(changes.revocations.len(), 1);
+        assert!(b.changes_since(changes.cursor).await.unwrap().revocations.is_empty());
+
+        drop(a);
+        let c = Embedded::open(&path).unwrap();
+        let loaded = c.load(0).await.unwrap();
+        assert_eq!(loaded.revocations, vec![Revocation::Session(session("s1", 5_000))]);
+        assert_eq!(c.audit(10, None).await.unwrap().len(), 2);
+        assert_eq!(c.purge_expired(10_000).await.unwrap(), 1);
+        assert!(c.load(0).await.unwrap().revocations.is_empty());
+    }
+}

@@ -1,0 +1,80 @@
+//! Durable state behind the in-memory sets. A revocation is acknowledged
+//! only after [`Store::revoke_session`] or [`Store::revoke_user`] returned
+//! `Ok`: that is, after it (and its audit entry) is durable.
+//!
+//! Every gateway process follows the store's change log
+//! ([`Store::changes_since`]) so that revocations written by another process
+//! sharing the store are enforced here too.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+
+use crate::audit::AuditEntry;
+use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
+
+pub use embedded::Embedded;
+
+/// The store could not do what was asked. Maps to 503 `store_unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// Revocations read from the store, and where to continue from.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub revocations: Vec<Revocation>,
+    /// Position in the change log after these revocations.
+    pub cursor: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Makes a session revocation and its audit entry durable. Answers the
+    /// revocation in force: an earlier one when the session was already
+    /// revoked (revoking is idempotent).
+    async fn revoke_session(
+        &self,
+        revocation: SessionRevocation,
+        audit: AuditEntry,
+    ) -> Result<SessionRevocation, StoreError>;
+
+    /// Makes a user cutoff and its audit entry durable.
+    async fn revoke_user(&self, cutoff: UserCutoff, audit: AuditEntry)
+        -> Result<UserCutoff, StoreError>;
+
+    /// Every revocation still in force at `now_s`, oldest first, and the
+    /// change-log position they reflect.
+    async fn load(&self, now_s: i64) -> Result<Changes, StoreError>;
+
+    /// Revocations written after `cursor` (by this process or another).
+    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError>;
+
+    /// The `limit` most recent revocations, newest first.
+    async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Appends an audit entry on its own (actions that revoke nothing).
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
+    /// The `limit` most recent audit entries at or after `since_ms`, newest first.
+    async fn audit(&self, limit: usize, since_ms: Option<i64>)
+        -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Deletes revocations that expired before `now_s`; answers how many.
+    async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError>;
+
+    /// Succeeds when the store can be read.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,547 @@
+//! Session tokens: where they are found ([`extract`]), which keys verify them
+//! ([`keys`]), and [`Verifier`], which turns raw token bytes into a
+//! [`VerifiedToken`] or a [`TokenError`].
+//!
+//! Check order (DESIGN section 10): size and shape, then algorithm and
+//! signature, then `exp`/`nbf` with leeway, then `iss`/`aud`. The token's `alg`
+//! must equal its key's algorithm, so `none` and HS-with-a-public-key are
+//! refused before any cryptography runs.
+
+pub mod extract;
+pub mod keys;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::config::TokenConfig;
+pub use keys::{KeyLoadError, KeySet};
+
+/// Why a token was not accepted. `Expired` maps to `token_expired`; every
+/// other kind to `invalid_token` with [`TokenError::description`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is larger than max_token_bytes")]
+    TooLarge,
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token algorithm is not allowed")]
+    UnsupportedAlgorithm,
+    #[error("no key matches the token's kid and alg")]
+    NoMatchingKey,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token has no exp claim")]
+    MissingExp,
+    #[error("token issuer is not accepted")]
+    Issuer,
+    #[error("token audience is not accepted")]
+    Audience,
+}
+
+impl TokenError {
+    /// Text for `error_description` in `WWW-Authenticate` and the JSON body.
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "token is too large",
+            TokenError::Malformed => "token is malformed",
+            TokenError::UnsupportedAlgorithm => "token algorithm is not allowed",
+            TokenError::NoMatchingKey => "no key matches the token",
+            TokenError::BadSignature => "signature does not verify",
+            TokenError::Expired => "token has expired",
+            TokenError::NotYetValid => "token is not valid yet",
+            TokenError::MissingExp => "token has no expiry",
+            TokenError::Issuer => "issuer is not accepted",
+            TokenError::Audience => "audience is not accepted",
+        }
+    }
+}
+
+/// What the gateway needs from a token that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// `session_claim`, else `jti`, else the lowercase hex SHA-256 of the token.
+    pub session_id: String,
+    /// `user_claim`, when present.
+    pub user_id: Option<String>,
+    /// Issued-at (UNIX seconds), for per-user cutoffs.
+    pub iat: Option<i64>,
+    /// Expiry (UNIX seconds), when the token has one.
+    pub exp: Option<i64>,
+}
+
+/// Verifies tokens against the configured keys and claim rules.
+pub struct Verifier {
+    keys: ArcSwap<KeySet>,
+    session_claim: Box<str>,
+    user_claim: Box<str>,
+    issuer: Option<Box<str>>,
+    audience: Option<Box<str>>,
+    leeway: i64,
+    max_token_bytes: usize,
+    require_exp: bool,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.load().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Builds a verifier; loads every key (errors name `token.keys[i]`).
+    pub fn new(config: &TokenConfig) -> Result<Verifier, KeyLoadError> {
+        let keys = KeySet::load(&config.keys)?;
+        Ok(Verifier {
+            keys: ArcSwap::from_pointee(keys),
+            session_claim: config.session_claim.as_str().into(),
+            user_claim: config.user_claim.as_str().into(),
+            issuer: config.issuer.as_deref().map(Box::from),
+            audience: config.audience.as_deref().map(Box::from),
+            leeway: config.leeway_s.min(i64::MAX as u64) as i64,
+            max_token_bytes: config.max_token_bytes,
+            require_exp: config.require_exp,
+        })
+    }
+
+    /// Replaces the key set (JWKS reload). Requests in flight keep the old set.
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
+    }
+
+    /// Verifies `token` at UNIX time `now`.
+    pub fn verify(&self, token: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        if header.crit.is_some() {
+            // RFC 7515 4.1.11: extensions we do not understand must be refused.
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let algorithm =
+            Algorithm::from_str(&header.alg).map_err(|_| TokenError::UnsupportedAlgorithm)?;
+
+        let mut signature = [0u8; 1024];
+        let sig_len = URL_SAFE_NO_PAD
+            .decode_slice(signature_b64, &mut signature)
+            .map_err(|_| TokenError::Malformed)?;
+        let signature = &signature[..sig_len];
+        let message = &token[..header_b64.len() + 1 + payload_b64.len()];
+
+        let keys = self.keys.load();
+        let mut any_key = false;
+        let mut verified = false;
+        for key in keys.candidates(algorithm, header.kid.as_deref()) {
+            any_key = true;
+            if key.verify(message, signature) {
+                verified = true;
+                break;
+            }
+        }
+        if !any_key {
+            return Err(TokenError::NoMatchingKey);
+        }
+        if !verified {
+            return Err(TokenError::BadSignature);
+        }
+
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| TokenError::Malformed)?;
+        let seed = ClaimsSeed {
+            session_claim: &self.session_claim,
+            user_claim: &self.user_claim,
+            issuer: self.issuer.as_deref(),
+            audience: self.audience.as_deref(),
+        };
+        let mut de = serde_json::Deserializer::from_slice(&payload);
+        let claims = seed.deserialize(&mut de).map_err(|_| TokenError::Malformed)?;
+        de.end().map_err(|_| TokenError::Malformed)?;
+
+        match claims.exp {
+            Some(exp) if now >= exp.saturating_add(self.leeway) => return Err(TokenError::Expired),
+            None if self.require_exp => return Err(TokenError::MissingExp),
+            _ => {}
+        }
+        if let Some(nbf) = claims.nbf {
+            if now.saturating_add(self.leeway) < nbf {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        if self.issuer.is_some() && !claims.issuer_ok {
+            return Err(TokenError::Issuer);
+        }
+        if self.audience.is_some() && !claims.audience_ok {
+            return Err(TokenError::Audience);
+        }
+
+        let session_id = match claims.session.or(claims.jti) {
+            Some(s) => s,
+            None => opaque_session_id(token),
+        };
+        Ok(VerifiedToken {
+            session_id,
+            user_id: claims.user,
+            iat: claims.iat,
+            exp: claims.exp,
+        })
+    }
+}
+
+/// The session id of a token without `sid` or `jti`: lowercase hex SHA-256.
+pub fn opaque_session_id(token: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token))
+}
+
+/// The three base64url parts of a compact JWS.
+type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// Splits `header.payload.signature`, refusing any byte outside base64url.
+fn split(token: &[u8]) -> Result<Parts<'_>, TokenError> {
+    let mut dots = [0usize; 2];
+    let mut n = 0;
+    for (i, b) in token.iter().enumerate() {
+        match b {
+            b'.' => {
+                if n == 2 {
+                    return Err(TokenError::Malformed);
+                }
+                dots[n] = i;
+                n += 1;
+            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            _ => return Err(TokenError::Malformed),
+        }
+    }
+    if n != 2 {
+        return Err(TokenError::Malformed);
+    }
+    let (h, p, s) = (
+        &token[..dots[0]],
+        &token[dots[0] + 1..dots[1]],
+        &token[dots[1] + 1..],
+    );
+    if h.is_empty() || s.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Ok((h, p, s))
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+/// The claims the gateway reads; everything else is skipped unparsed.
+#[derive(Default)]
+struct Claims {
+    session: Option<String>,
+    jti: Option<String>,
+    user: Option<String>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    issuer_ok: bool,
+    audience_ok: bool,
+}
+
+struct ClaimsSeed<'a> {
+    session_claim: &'a str,
+    user_claim: &'a str,
+    issuer: Option<&'a str>,
+    audience: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = Claims;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Claims, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = Claims;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+        let mut c = Claims::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "exp" => c.exp = Some(map.next_value::<NumericDate>()?.0),
+                "nbf" => c.nbf = Some(map.next_value::<NumericDate>()?.0),
+                "iat" => c.iat = Some(map.next_value::<NumericDate>()?.0),
+                "iss" if self.issuer.is_some() => {
+                    let iss = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                    c.issuer_ok = Some(iss.as_ref()) == self.issuer;
+                }
+                "aud" if self.audience.is_some() => {
+                    let aud = map.next_value::<Audience>()?;
+                    c.audience_ok = self
+                        .audience
+                        .is_some_and(|want| aud.0.iter().any(|a| a.as_ref() == want));
+                }
+                k if k == self.session_claim || k == "jti" || k == self.user_claim => {
+                    let v = map.next_value::<ClaimString>()?.0.filter(|s| !s.is_empty());
+                    if k == self.user_claim {
+                        c.user = v.clone();
+                    }
+                    if k == "jti" {
+                        c.jti = v.clone();
+                    }
+                    if k == self.session_claim {
+                        c.session = v;
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// A JSON number of seconds (integer or float, RFC 7519 NumericDate).
+struct NumericDate(i64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v.min(i64::MAX as u64) as i64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() {
+                    Ok(NumericDate(v.floor() as i64))
+                } else {
+                    Err(E::custom("not a finite number"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A claim that identifies something: a string, or a number taken as its text.
+/// Anything else counts as absent.
+struct ClaimString(Option<String>);
+
+impl<'de> Deserialize<'de> for ClaimString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClaimString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClaimString, E> {
+                Ok(ClaimString(Some(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ClaimString, E> {
+                Ok(ClaimString(Some(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ClaimString, E> {
+                Ok(ClaimString(Some(v.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ClaimString, E> {
+                Ok(ClaimString(Some(v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ClaimString, E> {
+                Ok(ClaimString(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ClaimString, E> {
+                Ok(ClaimString(None))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ClaimString, E> {
+                Ok(ClaimString(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ClaimString, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ClaimString(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimString, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(ClaimString(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 4.1.3).
+struct Audience<'a>(Vec<std::borrow::Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany<'a> {
+            #[serde(borrow)]
+            One(std::borrow::Cow<'a, str>),
+            #[serde(borrow)]
+            Many(Vec<std::borrow::Cow<'a, str>>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => Audience(vec![s]),
+            OneOrMany::Many(v) => Audience(v),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeyConfig, KeyMaterial, TokenSource};
+    use jsonwebtoken::{encode, EncodingKey, Header as JwtHeader};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"unit-test-secret";
+    const NOW: i64 = 1_800_000_000;
+
+    fn config() -> TokenConfig {
+        TokenConfig {
+            sources: vec![TokenSource::Bearer],
+            session_claim: "sid".into(),
+            user_claim: "sub".into(),
+            issuer: None,
+            audience: None,
+            leeway_s: 30,
+            max_token_bytes: 8192,
+            max_session_lifetime_s: 3600,
+            require_exp: false,
+            jwks_reload: std::time::Duration::from_secs(10),
+            keys: vec![KeyConfig {
+                algorithm: Some(Algorithm::HS256),
+                kid: None,
+                material: KeyMaterial::Secret(SECRET.to_vec()),
+            }],
+        }
+    }
+
+    fn mint(claims: serde_json::Value) -> String {
+        encode(
+            &JwtHeader::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_good_token() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"sub":"alice","sid":"s1","iat":NOW,"exp":NOW+60,"extra":{"a":[1,2]}}));
+        let got = v.verify(t.as_bytes(), NOW).unwrap();
+        assert_eq!(got.session_id, "s1");
+        assert_eq!(got.user_id.as_deref(), Some("alice"));
+        assert_eq!(got.iat, Some(NOW));
+    }
+
+    #[test]
+    fn session_falls_back_to_jti_then_hash() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"jti":"j1","exp":NOW+60}));
+        assert_eq!(v.verify(t.as_bytes(), NOW).unwrap().session_id, "j1");
+        let t = mint(json!({"exp":NOW+60}));
+        let got = v.verify(t.as_bytes(), NOW).unwrap();
+        assert_eq!(got.session_id.len(), 64);
+        assert_eq!(got.session_id, opaque_session_id(t.as_bytes()));
+        assert_eq!(got.user_id, None);
+    }
+
+    #[test]
+    fn leeway_applies_to_exp_and_nbf() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"sid":"s","exp":NOW}));
+        assert!(v.verify(t.as_bytes(), NOW + 29).is_ok());
+        assert_eq!(v.verify(t.as_bytes(), NOW + 30), Err(TokenError::Expired));
+        let t = mint(json!({"sid":"s","nbf":NOW+30}));
+        assert!(v.verify(t.as_bytes(), NOW).is_ok());
+        assert_eq!(v.verify(t.as_bytes(), NOW - 1), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn signature_checked_before_expiry() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"sid":"s","exp":NOW-3600}));
+        let mut tampered = t.clone();
+        tampered.pop();
+        tampered.push(if t.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::Expired));
+        assert_eq!(v.verify(tampered.as_bytes(), NOW), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn refuses_none_and_garbage() {
+        let v = Verifier::new(&config()).unwrap();
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let p = URL_SAFE_NO_PAD.encode(br#"{"sid":"s"}"#);
+        let t = format!("{h}.{p}.");
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::Malformed));
+        let t = format!("{h}.{p}.AAAA");
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::UnsupportedAlgorithm));
+        assert_eq!(v.verify(b"a.b", NOW), Err(TokenError::Malformed));
+        assert_eq!(v.verify(b"a.b.c.d", NOW), Err(TokenError::Malformed));
+        assert_eq!(v.verify("é.b.c".as_bytes(), NOW), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let mut c = config();
+        c.issuer = Some("https://id.example".into());
+        c.audience = Some("app".into());
+        let v = Verifier::new(&c).unwrap();
+        let good = mint(json!({"sid":"s","iss":"https://id.example","aud":["x","app"]}));
+        assert!(v.verify(good.as_bytes(), NOW).is_ok());
+        let bad_iss = mint(json!({"sid":"s","iss":"https://evil","aud":"app"}));
+        assert_eq!(v.verify(bad_iss.as_bytes(), NOW), Err(TokenError::Issuer));
+        let no_aud = mint(json!({"sid":"s","iss":"https://id.example"}));
+        assert_eq!(v.verify(no_aud.as_bytes(), NOW), Err(TokenError::Audience));
+    }
+
+    #[test]
+    fn oversized_token() {
+        let mut c = config();
+        c.max_token_bytes = 64;
+        let v = Verifier::new(&c).unwrap();
+        let t = mint(json!({"sid":"s","pad":"x".repeat(100)}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::TooLarge));
+    }
+}
