@@ -93,7 +93,9 @@ impl Authority {
             session_id: session_id.to_string(),
             revoked_at_ms: now_ms,
             expires_at: exp.unwrap_or_else(|| {
-                now_ms.div_euclid(1000).saturating_add(self.max_session_lifetime_s)
+                now_ms
+                    .div_euclid(1000)
+                    .saturating_add(self.max_session_lifetime_s)
             }),
             reason: reason.to_string(),
             actor: actor.name.clone(),

@@ -14,7 +14,11 @@ use crate::config::{Config, KeyMaterial};
 use crate::gateway::{Gateway, ProcessOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "sessiongate", version, about = "Session revocation at the gateway")]
+#[command(
+    name = "sessiongate",
+    version,
+    about = "Session revocation at the gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -217,14 +221,21 @@ pub fn run(
 }
 
 /// Mints an HS* token with the first HMAC key of `config`.
-pub fn mint(config: &Config, sub: &str, sid: &str, iat: i64, ttl: Duration) -> Result<String, String> {
+pub fn mint(
+    config: &Config,
+    sub: &str,
+    sid: &str,
+    iat: i64,
+    ttl: Duration,
+) -> Result<String, String> {
     let key = config
         .token
         .keys
         .iter()
         .find(|k| {
             matches!(k.material, KeyMaterial::Secret(_))
-                && k.algorithm.is_some_and(|a| a.family() == AlgorithmFamily::Hmac)
+                && k.algorithm
+                    .is_some_and(|a| a.family() == AlgorithmFamily::Hmac)
         })
         .ok_or("token.keys: no HMAC key (secret, secret_env or secret_base64) to mint with")?;
     let (KeyMaterial::Secret(secret), Some(alg)) = (&key.material, key.algorithm) else {
@@ -244,7 +255,8 @@ pub fn mint(config: &Config, sub: &str, sid: &str, iat: i64, ttl: Duration) -> R
     if let Some(aud) = &config.token.audience {
         claims["aud"] = json!(aud);
     }
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).map_err(|e| e.to_string())
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret))
+        .map_err(|e| e.to_string())
 }
 
 fn encode_segment(s: &str) -> String {
@@ -265,7 +277,10 @@ fn admin_call(
         eprintln!("--admin: {base:?} must be a URL such as http://127.0.0.1:9090");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start: {e}");

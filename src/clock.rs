@@ -45,7 +45,10 @@ mod tests {
     fn formats_and_parses() {
         assert_eq!(rfc3339_s(1_800_000_000), "2027-01-15T08:00:00Z");
         assert_eq!(rfc3339_ms(1_800_000_000_123), "2027-01-15T08:00:00.123Z");
-        assert_eq!(parse_rfc3339_ms("2027-01-15T08:00:00.123Z"), Some(1_800_000_000_123));
+        assert_eq!(
+            parse_rfc3339_ms("2027-01-15T08:00:00.123Z"),
+            Some(1_800_000_000_123)
+        );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

@@ -49,7 +49,8 @@ impl ServeHttp for Echo {
             header::HeaderValue::from_static("application/json"),
         );
         let len = resp.body().len();
-        resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, len.into());
         resp
     }
 }

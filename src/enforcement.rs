@@ -104,8 +104,9 @@ impl Refusal {
                     r#"Bearer realm="sessiongate", error="invalid_token", error_description="{}""#,
                     other.description()
                 );
-                HeaderValue::from_str(&v)
-                    .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer realm="sessiongate", error="invalid_token""#))
+                HeaderValue::from_str(&v).unwrap_or_else(|_| {
+                    HeaderValue::from_static(r#"Bearer realm="sessiongate", error="invalid_token""#)
+                })
             }
         }
     }
@@ -134,7 +135,10 @@ impl Refusal {
                 status: StatusCode::FOUND,
                 headers: vec![
                     (http::header::LOCATION, location.clone()),
-                    (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                    (
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-store"),
+                    ),
                 ],
                 body: self.body(),
             };
@@ -143,7 +147,10 @@ impl Refusal {
             status: StatusCode::UNAUTHORIZED,
             headers: vec![
                 (http::header::WWW_AUTHENTICATE, self.www_authenticate()),
-                (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ),
             ],
             body: self.body(),
         }
@@ -215,9 +222,11 @@ pub fn normalise(raw: &str) -> Option<Cow<'_, str>> {
     let decoded: Vec<u8> = percent_encoding::percent_decode(b).collect();
     // A '%' that survives one decoding is double encoding: refuse to guess.
     if raw.contains('%') {
-        let valid = b.windows(3).filter(|w| w[0] == b'%').all(|w| {
-            w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit()
-        }) && !b.ends_with(b"%")
+        let valid = b
+            .windows(3)
+            .filter(|w| w[0] == b'%')
+            .all(|w| w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+            && !b.ends_with(b"%")
             && !(b.len() >= 2 && b[b.len() - 2] == b'%');
         if !valid || decoded.contains(&b'%') {
             return None;
@@ -327,7 +336,10 @@ mod tests {
         assert_eq!(normalise("//public//x/").unwrap(), "/public/x/");
         assert_eq!(normalise("/public/./x").unwrap(), "/public/x");
         assert_eq!(normalise("/../../etc").unwrap(), "/etc");
-        assert!(normalise("/public/%252e%252e/admin").is_none(), "double encoding");
+        assert!(
+            normalise("/public/%252e%252e/admin").is_none(),
+            "double encoding"
+        );
         assert!(normalise("/public/%zz").is_none());
         assert!(normalise("/public/%2").is_none());
     }

@@ -65,10 +65,10 @@ impl Gateway {
             ),
         };
         let revocations = Arc::new(RevocationSet::new());
-        let enforcer = Arc::new(
-            Enforcer::new(&config, revocations.clone())
-                .map_err(|e| anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message))?,
-        );
+        let enforcer =
+            Arc::new(Enforcer::new(&config, revocations.clone()).map_err(|e| {
+                anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message)
+            })?);
         let authority = Arc::new(Authority::new(
             store,
             revocations,

@@ -21,8 +21,8 @@ pub const ADMIN_REQUESTS_TOTAL: &str = "sessiongate_admin_requests_total";
 
 /// Decision-time buckets: the target is p99 under 50 µs.
 const DECISION_BUCKETS: &[f64] = &[
-    0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
-    0.005, 0.01,
+    0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
+    0.01,
 ];
 
 /// Kinds of revocation counted by [`REVOCATIONS_TOTAL`].
@@ -56,7 +56,10 @@ impl Metrics {
     /// Creates and registers every metric on `registry`.
     pub fn new(registry: Registry) -> prometheus::Result<Metrics> {
         let requests_vec = IntCounterVec::new(
-            Opts::new(REQUESTS_TOTAL, "Requests on the proxy listener by decision."),
+            Opts::new(
+                REQUESTS_TOTAL,
+                "Requests on the proxy listener by decision.",
+            ),
             &["decision"],
         )?;
         registry.register(Box::new(requests_vec.clone()))?;
@@ -74,8 +77,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(request_duration.clone()))?;
 
-        let revoked_sessions =
-            IntGauge::new(REVOKED_SESSIONS, "Revoked sessions held in memory.")?;
+        let revoked_sessions = IntGauge::new(REVOKED_SESSIONS, "Revoked sessions held in memory.")?;
         registry.register(Box::new(revoked_sessions.clone()))?;
         let user_cutoffs = IntGauge::new(USER_CUTOFFS, "Per-user cutoffs held in memory.")?;
         registry.register(Box::new(user_cutoffs.clone()))?;
@@ -85,12 +87,14 @@ impl Metrics {
             "Requests that failed to reach or be answered by the upstream.",
         )?;
         registry.register(Box::new(upstream_errors.clone()))?;
-        let store_errors =
-            IntCounter::new(STORE_ERRORS_TOTAL, "Store operations that failed.")?;
+        let store_errors = IntCounter::new(STORE_ERRORS_TOTAL, "Store operations that failed.")?;
         registry.register(Box::new(store_errors.clone()))?;
 
         let revocations_vec = IntCounterVec::new(
-            Opts::new(REVOCATIONS_TOTAL, "Revocations acknowledged by this gateway."),
+            Opts::new(
+                REVOCATIONS_TOTAL,
+                "Revocations acknowledged by this gateway.",
+            ),
             &["kind"],
         )?;
         registry.register(Box::new(revocations_vec.clone()))?;

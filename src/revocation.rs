@@ -129,7 +129,12 @@ impl RevocationSet {
     /// Is this session refused? `iat` is the token's issued-at; a user with a
     /// cutoff and a token without `iat` is refused (its age is unknown).
     #[inline]
-    pub fn check(&self, session_id: &str, user_id: Option<&str>, iat: Option<i64>) -> Option<Revoked> {
+    pub fn check(
+        &self,
+        session_id: &str,
+        user_id: Option<&str>,
+        iat: Option<i64>,
+    ) -> Option<Revoked> {
         if let Some(e) = self.sessions.get(session_id) {
             return Some(Revoked {
                 revoked_at_ms: e.revoked_at_ms,
@@ -260,7 +265,10 @@ mod tests {
     fn revoked_session_is_refused_others_are_not() {
         let set = RevocationSet::new();
         assert!(set.apply_session(&session("s1", 100)));
-        assert!(!set.apply_session(&session("s1", 200)), "first revocation wins");
+        assert!(
+            !set.apply_session(&session("s1", 200)),
+            "first revocation wins"
+        );
         assert!(set.check("s1", None, None).is_some());
         assert!(set.check("s2", Some("alice"), Some(1)).is_none());
     }
@@ -272,7 +280,10 @@ mod tests {
         assert!(set.check("old", Some("alice"), Some(999)).is_some());
         assert!(set.check("keep", Some("alice"), Some(999)).is_none());
         assert!(set.check("new", Some("alice"), Some(1000)).is_none());
-        assert!(set.check("noiat", Some("alice"), None).is_some(), "unknown age fails closed");
+        assert!(
+            set.check("noiat", Some("alice"), None).is_some(),
+            "unknown age fails closed"
+        );
         assert!(set.check("old", Some("bob"), Some(999)).is_none());
         assert!(set.check("old", None, Some(999)).is_none());
     }

@@ -106,15 +106,24 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>>
     bytes_response(status, "application/json", body)
 }
 
-fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
+fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Vec<u8>> {
     let len = body.len();
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     h.insert(header::CONTENT_LENGTH, len.into());
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -144,7 +153,9 @@ impl Query {
                 )));
             }
             if pairs.iter().any(|(seen, _)| *seen == k) {
-                return Err(ApiError::bad_request(format!("query parameter {k:?} given twice")));
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {k:?} given twice"
+                )));
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
@@ -152,7 +163,10 @@ impl Query {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn limit(&self) -> Result<usize, ApiError> {
@@ -192,7 +206,9 @@ fn checked_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
         )));
     }
     if id.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!("{what} contains control characters")));
+        return Err(ApiError::bad_request(format!(
+            "{what} contains control characters"
+        )));
     }
     Ok(id)
 }
@@ -266,7 +282,9 @@ impl AdminApp {
         match path {
             "/healthz" => {
                 return match method {
-                    Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+                    Method::GET | Method::HEAD => {
+                        Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+                    }
                     _ => method_not_allowed("GET, HEAD"),
                 }
             }
@@ -349,7 +367,9 @@ impl AdminApp {
                     let q = Query::parse(query, &["limit", "since"])?;
                     let since = match q.get("since") {
                         Some(s) => Some(clock::parse_rfc3339_ms(s).ok_or_else(|| {
-                            ApiError::bad_request(format!("since must be an RFC 3339 time, not {s:?}"))
+                            ApiError::bad_request(format!(
+                                "since must be an RFC 3339 time, not {s:?}"
+                            ))
                         })?),
                         None => None,
                     };
@@ -443,7 +463,10 @@ impl AdminApp {
                 })
             })
             .collect();
-        Ok(json_response(StatusCode::OK, &json!({"revocations": views})))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"revocations": views}),
+        ))
     }
 
     async fn audit(&self, limit: usize, since_ms: Option<i64>) -> ApiResult {

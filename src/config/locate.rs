@@ -100,13 +100,15 @@ fn find_in_table(table: &DeTable, at: usize) -> Option<String> {
 fn find_in_value(value: &DeValue, at: usize) -> Option<String> {
     match value {
         DeValue::Table(t) => find_in_table(t, at).map(|p| format!(".{p}")),
-        DeValue::Array(arr) => arr.iter().enumerate().find_map(|(i, item)| {
-            match find_in_value(item.get_ref(), at) {
-                Some(inner) => Some(format!("[{i}]{inner}")),
-                None if covers(item.span(), at) => Some(format!("[{i}]")),
-                None => None,
-            }
-        }),
+        DeValue::Array(arr) => {
+            arr.iter()
+                .enumerate()
+                .find_map(|(i, item)| match find_in_value(item.get_ref(), at) {
+                    Some(inner) => Some(format!("[{i}]{inner}")),
+                    None if covers(item.span(), at) => Some(format!("[{i}]")),
+                    None => None,
+                })
+        }
         _ => None,
     }
 }
@@ -128,7 +130,10 @@ mod tests {
     #[test]
     fn finds_path_at_offset() {
         let at = TEXT.find("HS999").unwrap();
-        assert_eq!(path_at(TEXT, at).as_deref(), Some("token.keys[1].algorithm"));
+        assert_eq!(
+            path_at(TEXT, at).as_deref(),
+            Some("token.keys[1].algorithm")
+        );
         let at = TEXT.find("proxy").unwrap();
         assert_eq!(path_at(TEXT, at).as_deref(), Some("listen.proxy"));
     }

@@ -386,7 +386,10 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
     {
         return Err(KeyError::new(
             "store.redis_url",
-            format!("{:?} must start with redis:// or rediss://", store.redis_url),
+            format!(
+                "{:?} must start with redis:// or rediss://",
+                store.redis_url
+            ),
         ));
     }
 
@@ -443,7 +446,9 @@ fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
         ));
     }
     let sni = if raw.sni.is_empty() {
-        host.trim_start_matches('[').trim_end_matches(']').to_string()
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
     } else {
         raw.sni
     };
@@ -533,9 +538,8 @@ fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyErro
         keys,
     };
     // Load every key once now, so that a bad PEM or JWKS file is a config error.
-    crate::token::KeySet::load(&config.keys).map_err(|e| {
-        KeyError::new(format!("token.keys[{}].{}", e.index, e.field), e.message)
-    })?;
+    crate::token::KeySet::load(&config.keys)
+        .map_err(|e| KeyError::new(format!("token.keys[{}].{}", e.index, e.field), e.message))?;
     Ok(config)
 }
 
@@ -652,7 +656,11 @@ secret = "s3cret"
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("/etc/sg/sessiongate.toml"), Path::new("/etc/sg"))
+        Config::from_toml(
+            text,
+            Path::new("/etc/sg/sessiongate.toml"),
+            Path::new("/etc/sg"),
+        )
     }
 
     #[test]
@@ -671,7 +679,9 @@ secret = "s3cret"
         let e = parse(&text).unwrap_err();
         assert_eq!(e.key, "upstream.adress", "{e}");
         assert_eq!(e.line, Some(6), "{e}");
-        assert!(e.to_string().starts_with("/etc/sg/sessiongate.toml:6: upstream.adress:"));
+        assert!(e
+            .to_string()
+            .starts_with("/etc/sg/sessiongate.toml:6: upstream.adress:"));
     }
 
     #[test]

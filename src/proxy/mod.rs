@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
+use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
-use pingora::http::ResponseHeader;
 
 use crate::clock;
 use crate::config::{Config, Mode};
@@ -80,13 +80,13 @@ impl Proxy {
         let mut peer = HttpPeer::new(addr, config.upstream.tls, config.upstream.sni.clone());
         peer.options.connection_timeout = Some(config.upstream.connect_timeout);
         peer.options.read_timeout = config.upstream.read_timeout;
-        let login_url = match &config.enforcement.login_url {
-            Some(u) => Some(
-                HeaderValue::from_str(u)
-                    .map_err(|_| format!("enforcement.login_url {u:?} is not a valid header value"))?,
-            ),
-            None => None,
-        };
+        let login_url =
+            match &config.enforcement.login_url {
+                Some(u) => Some(HeaderValue::from_str(u).map_err(|_| {
+                    format!("enforcement.login_url {u:?} is not a valid header value")
+                })?),
+                None => None,
+            };
         Ok(Proxy {
             enforcer,
             metrics,

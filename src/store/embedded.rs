@@ -53,7 +53,9 @@ pub struct Embedded {
 
 impl std::fmt::Debug for Embedded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedded").field("path", &self.path).finish()
+        f.debug_struct("Embedded")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -213,17 +215,18 @@ impl Store for Embedded {
                     },
                 )
                 .optional()?;
-            let in_force = match existing {
-                Some(e) => e,
-                None => {
-                    tx.execute(
+            let in_force =
+                match existing {
+                    Some(e) => e,
+                    None => {
+                        tx.execute(
                         "INSERT INTO revocations (kind, target, at_ms, expires_at, reason, actor)
                          VALUES ('session', ?1, ?2, ?3, ?4, ?5)",
                         params![r.session_id, r.revoked_at_ms, r.expires_at, r.reason, r.actor],
                     )?;
-                    r
-                }
-            };
+                        r
+                    }
+                };
             insert_audit(&tx, &audit)?;
             tx.commit()?;
             Ok(in_force)
@@ -231,7 +234,11 @@ impl Store for Embedded {
         .await
     }
 
-    async fn revoke_user(&self, c: UserCutoff, audit: AuditEntry) -> Result<UserCutoff, StoreError> {
+    async fn revoke_user(
+        &self,
+        c: UserCutoff,
+        audit: AuditEntry,
+    ) -> Result<UserCutoff, StoreError> {
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
@@ -272,7 +279,9 @@ impl Store for Embedded {
         self.with_reader(move |conn| {
             let (revocations, last) = query_revocations(
                 conn,
-                &format!("SELECT {REVOCATION_COLUMNS} FROM revocations WHERE seq > ?1 ORDER BY seq"),
+                &format!(
+                    "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE seq > ?1 ORDER BY seq"
+                ),
                 params![cursor as i64],
             )?;
             Ok(Changes {
@@ -319,20 +328,21 @@ impl Store for Embedded {
                 "SELECT at_ms, actor, actor_ip, action, target, reason FROM audit
                  WHERE at_ms >= ?1 ORDER BY id DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![since_ms.unwrap_or(i64::MIN), limit as i64], |row| {
-                let action: String = row.get(3)?;
-                Ok((
-                    AuditEntry {
-                        at_ms: row.get(0)?,
-                        actor: row.get(1)?,
-                        actor_ip: row.get(2)?,
-                        action: Action::RevokeSession,
-                        target: row.get(4)?,
-                        reason: row.get(5)?,
-                    },
-                    action,
-                ))
-            })?;
+            let rows =
+                stmt.query_map(params![since_ms.unwrap_or(i64::MIN), limit as i64], |row| {
+                    let action: String = row.get(3)?;
+                    Ok((
+                        AuditEntry {
+                            at_ms: row.get(0)?,
+                            actor: row.get(1)?,
+                            actor_ip: row.get(2)?,
+                            action: Action::RevokeSession,
+                            target: row.get(4)?,
+                            reason: row.get(5)?,
+                        },
+                        action,
+                    ))
+                })?;
             let mut out = Vec::new();
             for row in rows {
                 let (mut entry, action) = row?;
@@ -401,18 +411,32 @@ mod tests {
         let start = b.load(0).await.unwrap();
         assert_eq!(start.revocations.len(), 0);
 
-        let first = a.revoke_session(session("s1", 5_000), audit("session:s1")).await.unwrap();
-        let again = a.revoke_session(session("s1", 9_000), audit("session:s1")).await.unwrap();
+        let first = a
+            .revoke_session(session("s1", 5_000), audit("session:s1"))
+            .await
+            .unwrap();
+        let again = a
+            .revoke_session(session("s1", 9_000), audit("session:s1"))
+            .await
+            .unwrap();
         assert_eq!(first, again, "second revocation answers the first");
 
         let changes = b.changes_since(start.cursor).await.unwrap();
         assert_eq!(changes.revocations.len(), 1);
-        assert!(b.changes_since(changes.cursor).await.unwrap().revocations.is_empty());
+        assert!(b
+            .changes_since(changes.cursor)
+            .await
+            .unwrap()
+            .revocations
+            .is_empty());
 
         drop(a);
         let c = Embedded::open(&path).unwrap();
         let loaded = c.load(0).await.unwrap();
-        assert_eq!(loaded.revocations, vec![Revocation::Session(session("s1", 5_000))]);
+        assert_eq!(
+            loaded.revocations,
+            vec![Revocation::Session(session("s1", 5_000))]
+        );
         assert_eq!(c.audit(10, None).await.unwrap().len(), 2);
         assert_eq!(c.purge_expired(10_000).await.unwrap(), 1);
         assert!(c.load(0).await.unwrap().revocations.is_empty());

@@ -52,8 +52,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<SessionRevocation, StoreError>;
 
     /// Makes a user cutoff and its audit entry durable.
-    async fn revoke_user(&self, cutoff: UserCutoff, audit: AuditEntry)
-        -> Result<UserCutoff, StoreError>;
+    async fn revoke_user(
+        &self,
+        cutoff: UserCutoff,
+        audit: AuditEntry,
+    ) -> Result<UserCutoff, StoreError>;
 
     /// Every revocation still in force at `now_s`, oldest first, and the
     /// change-log position they reflect.
@@ -69,8 +72,11 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
 
     /// The `limit` most recent audit entries at or after `since_ms`, newest first.
-    async fn audit(&self, limit: usize, since_ms: Option<i64>)
-        -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit(
+        &self,
+        limit: usize,
+        since_ms: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Deletes revocations that expired before `now_s`; answers how many.
     async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError>;

@@ -10,7 +10,10 @@ use crate::config::TokenSource;
 /// An `Authorization` header with another scheme (Basic...) is no token.
 pub fn find_token<'h>(headers: &'h HeaderMap, sources: &[TokenSource]) -> Option<&'h [u8]> {
     sources.iter().find_map(|source| match source {
-        TokenSource::Bearer => headers.get_all(AUTHORIZATION).iter().find_map(|v| bearer(v.as_bytes())),
+        TokenSource::Bearer => headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .find_map(|v| bearer(v.as_bytes())),
         TokenSource::Cookie(name) => headers
             .get_all(COOKIE)
             .iter()
@@ -101,7 +104,10 @@ mod tests {
 
     #[test]
     fn basic_auth_is_not_a_token() {
-        let h = headers(&[("authorization", "Basic Zm9vOmJhcg=="), ("cookie", "a=1; session=\"def\"")]);
+        let h = headers(&[
+            ("authorization", "Basic Zm9vOmJhcg=="),
+            ("cookie", "a=1; session=\"def\""),
+        ]);
         assert_eq!(find_token(&h, &sources()), Some(&b"def"[..]));
     }
 

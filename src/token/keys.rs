@@ -259,8 +259,8 @@ fn jwks_keys(
     configured: Option<Algorithm>,
     kid_filter: Option<&str>,
 ) -> Result<Vec<Key>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let set: JwkSet = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a JWKS document: {e}", path.display()))?;
     let mut keys = Vec::new();
@@ -277,8 +277,7 @@ fn jwks_keys(
             let secret = decoded
                 .try_get_as_bytes()
                 .map_err(|e| format!("keys[{i}]: {e}"))?;
-            hmac_key(algorithm, kid, secret)
-                .ok_or_else(|| format!("keys[{i}]: bad HMAC key"))?
+            hmac_key(algorithm, kid, secret).ok_or_else(|| format!("keys[{i}]: bad HMAC key"))?
         } else {
             public_key(algorithm, kid, &decoded).map_err(|e| format!("keys[{i}]: {e}"))?
         };

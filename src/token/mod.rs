@@ -131,7 +131,8 @@ impl Verifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| TokenError::Malformed)?;
-        let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        let header: Header =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
         if header.crit.is_some() {
             // RFC 7515 4.1.11: extensions we do not understand must be refused.
             return Err(TokenError::UnsupportedAlgorithm);
@@ -173,7 +174,9 @@ impl Verifier {
             audience: self.audience.as_deref(),
         };
         let mut de = serde_json::Deserializer::from_slice(&payload);
-        let claims = seed.deserialize(&mut de).map_err(|_| TokenError::Malformed)?;
+        let claims = seed
+            .deserialize(&mut de)
+            .map_err(|_| TokenError::Malformed)?;
         de.end().map_err(|_| TokenError::Malformed)?;
 
         match claims.exp {
@@ -494,7 +497,10 @@ mod tests {
         assert_eq!(v.verify(t.as_bytes(), NOW + 30), Err(TokenError::Expired));
         let t = mint(json!({"sid":"s","nbf":NOW+30}));
         assert!(v.verify(t.as_bytes(), NOW).is_ok());
-        assert_eq!(v.verify(t.as_bytes(), NOW - 1), Err(TokenError::NotYetValid));
+        assert_eq!(
+            v.verify(t.as_bytes(), NOW - 1),
+            Err(TokenError::NotYetValid)
+        );
     }
 
     #[test]
@@ -505,7 +511,10 @@ mod tests {
         tampered.pop();
         tampered.push(if t.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::Expired));
-        assert_eq!(v.verify(tampered.as_bytes(), NOW), Err(TokenError::BadSignature));
+        assert_eq!(
+            v.verify(tampered.as_bytes(), NOW),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -516,10 +525,16 @@ mod tests {
         let t = format!("{h}.{p}.");
         assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::Malformed));
         let t = format!("{h}.{p}.AAAA");
-        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::UnsupportedAlgorithm));
+        assert_eq!(
+            v.verify(t.as_bytes(), NOW),
+            Err(TokenError::UnsupportedAlgorithm)
+        );
         assert_eq!(v.verify(b"a.b", NOW), Err(TokenError::Malformed));
         assert_eq!(v.verify(b"a.b.c.d", NOW), Err(TokenError::Malformed));
-        assert_eq!(v.verify("é.b.c".as_bytes(), NOW), Err(TokenError::Malformed));
+        assert_eq!(
+            v.verify("é.b.c".as_bytes(), NOW),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]

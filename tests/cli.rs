@@ -1,0 +1,240 @@
+//! The command line: check-config errors name file, line and key and exit 2;
+//! `token` prints only a token; `revoke` talks to the admin API with the
+//! documented exit codes.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
+    )
+}
+
+const GOOD: &str = r#"[listen]
+proxy = "127.0.0.1:8080"
+
+[upstream]
+address = "127.0.0.1:3000"
+
+[[token.keys]]
+algorithm = "HS256"
+secret = "s"
+"#;
+
+#[test]
+fn check_config_accepts_a_good_file_and_the_shipped_example() {
+    let (code, out, _) = check(GOOD);
+    assert_eq!(code, 0);
+    assert!(out.ends_with(": ok\n"));
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sessiongate.toml");
+    let out = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            &GOOD.replace("[upstream]", "[upstream]\nadress = \"x\""),
+            "FILE:5: upstream.adress: unknown field",
+        ),
+        (
+            &GOOD.replace("\"HS256\"", "\"HS999\""),
+            "FILE:8: token.keys[0].algorithm: unknown algorithm \"HS999\"",
+        ),
+        (
+            &GOOD.replace("proxy = \"127.0.0.1:8080\"", "proxy = \"localhost\""),
+            "FILE:2: listen.proxy:",
+        ),
+        (
+            &GOOD.replace(
+                "proxy = \"127.0.0.1:8080\"",
+                "proxy = \"127.0.0.1:8080\"\nadmin = \"0.0.0.0:9090\"",
+            ),
+            "admin.token: required because listen.admin 0.0.0.0:9090 is not on loopback",
+        ),
+        (
+            &GOOD
+                .replace("secret = \"s\"", "public_key_file = \"missing.pem\"")
+                .replace("HS256", "ES256"),
+            "token.keys[0].public_key_file: cannot read",
+        ),
+        (
+            &GOOD.replace("secret = \"s\"", ""),
+            "token.keys[0]: needs exactly one of",
+        ),
+        (
+            &format!("{GOOD}\n[enforcement]\nmode = \"enforcing\"\n"),
+            "FILE:12: enforcement.mode: unknown mode",
+        ),
+        (
+            &format!("{GOOD}\n[geoip]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"),
+            "geoip.trusted_proxies[0]:",
+        ),
+        (
+            &GOOD.replace("[upstream]\naddress = \"127.0.0.1:3000\"\n", ""),
+            "missing field `upstream`",
+        ),
+        ("this is not toml", "FILE:1"),
+    ];
+    for (text, want) in cases {
+        let (code, _, err) = check(text);
+        assert_eq!(code, 2, "exit code for {want}: {err}");
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+    }
+}
+
+#[test]
+fn run_with_a_bad_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, GOOD.replace("HS256", "none")).unwrap();
+    let out = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token.keys[0].algorithm"));
+}
+
+#[tokio::test]
+async fn token_command_mints_a_token_the_gateway_accepts() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let out = Command::new(binary())
+        .args(["token", "--config"])
+        .arg(&gw.config_path)
+        .args(["--sub", "erin", "--sid", "cli-1", "--ttl", "10m"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1, "only the token on stdout");
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3);
+    let seen: serde_json::Value = gw.get("/", token).await.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-session-id"], "cli-1");
+    assert_eq!(seen["headers"]["x-user-id"], "erin");
+
+    // An old --iat makes an expired token.
+    let out = Command::new(binary())
+        .args(["token", "--config"])
+        .arg(&gw.config_path)
+        .args([
+            "--sub",
+            "erin",
+            "--sid",
+            "cli-2",
+            "--ttl",
+            "1m",
+            "--iat",
+            "1000000000",
+        ])
+        .output()
+        .unwrap();
+    let old = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(gw.get("/", old.trim()).await.status(), 401);
+}
+
+#[tokio::test]
+async fn revoke_command_exit_codes() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let admin = format!("http://{}", gw.admin);
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut c = Command::new(binary());
+        c.arg("revoke").args(["--admin", &admin]).args(args);
+        c.env_remove("SESSIONGATE_ADMIN_TOKEN");
+        if let Some(t) = token {
+            c.env("SESSIONGATE_ADMIN_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+
+    let ok = run(
+        &["--session", "c-1", "--reason", "cli test"],
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"session_id\": \"c-1\""));
+    assert_eq!(gw.get("/", &hs256(&claims("u", "c-1"))).await.status(), 401);
+
+    let ok = run(
+        &["--user", "frank", "--except", "f-keep"],
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(
+        gw.get(
+            "/",
+            &hs256(&serde_json::json!({"sub": "frank", "sid": "f-old", "iat": now() - 5}))
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(
+        gw.get(
+            "/",
+            &hs256(&serde_json::json!({"sub": "frank", "sid": "f-keep", "iat": now() - 5}))
+        )
+        .await
+        .status(),
+        200
+    );
+
+    let refused = run(&["--session", "c-2"], Some("wrong-token"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+
+    let usage = run(&["--session", "c-3", "--user", "x"], Some(ADMIN_TOKEN));
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "conflicting flags are a usage error"
+    );
+    let no_token = run(&["--session", "c-4"], None);
+    assert_eq!(no_token.status.code(), Some(2));
+
+    let down = Command::new(binary())
+        .args([
+            "revoke",
+            "--admin",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+            "--session",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+}

@@ -1,0 +1,506 @@
+//! Test harness: a real upstream (hyper, in-process, ephemeral port), the
+//! real gateway binary started on free loopback ports with a generated
+//! config, and token minting for every algorithm. Nothing sleeps to wait:
+//! readiness is polled with a deadline.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+pub const ADMIN_TOKEN: &str = "admin-test-token-abcdef";
+
+/// Waits until `cond` holds or panics after `within` (no fixed sleeps).
+#[macro_export]
+macro_rules! assert_eventually {
+    ($cond:expr, $within:expr, $($msg:tt)+) => {{
+        let deadline = std::time::Instant::now() + $within;
+        loop {
+            if $cond {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!($($msg)+);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }};
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn keys_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("keys")
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_sessiongate")
+}
+
+// ---------------------------------------------------------------- upstream
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub at: Instant,
+}
+
+/// An HTTP/1.1 upstream that records every request and answers with its
+/// headers as JSON (`{"path": .., "headers": {..}}`).
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut headers = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers.insert(
+            k.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        );
+    }
+    let path = req.uri().path().to_string();
+    let record = Seen {
+        method: req.method().to_string(),
+        path: path.clone(),
+        headers: headers.clone(),
+        at: Instant::now(),
+    };
+    seen.lock().unwrap().push(record);
+    let _ = req.into_body().collect().await;
+    let body = json!({"path": path, "headers": headers}).to_string();
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap())
+}
+
+impl TestUpstream {
+    pub fn start() -> TestUpstream {
+        let std_listener = StdListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let seen2 = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let seen = seen2.clone();
+                            tokio::spawn(async move {
+                                let svc = hyper::service::service_fn(move |req| echo(req, seen.clone()));
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                    .with_upgrades()
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        TestUpstream {
+            addr,
+            seen,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ----------------------------------------------------------------- config
+
+/// The pieces of a gateway config a test changes; the rest is generated.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub upstream: String,
+    /// Extra lines of `[token]`.
+    pub token: Vec<String>,
+    /// Bodies of `[[token.keys]]` tables.
+    pub keys: Vec<String>,
+    /// Lines of `[enforcement]`.
+    pub enforcement: Vec<String>,
+    pub admin_token: Option<String>,
+    /// Raw TOML appended at the end (more tables).
+    pub extra: String,
+}
+
+impl GatewayConfig {
+    /// HS256 with [`SECRET`] and the admin token [`ADMIN_TOKEN`].
+    pub fn new(upstream: SocketAddr) -> GatewayConfig {
+        GatewayConfig {
+            upstream: upstream.to_string(),
+            token: Vec::new(),
+            keys: vec![format!("algorithm = \"HS256\"\nsecret = \"{SECRET}\"")],
+            enforcement: Vec::new(),
+            admin_token: Some(ADMIN_TOKEN.to_string()),
+            extra: String::new(),
+        }
+    }
+
+    pub fn render(&self, proxy: u16, admin: u16) -> String {
+        let mut t = format!(
+            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 2\ngrace_period_s = 1\n\n\
+             [upstream]\naddress = \"{}\"\nconnect_timeout_ms = 500\n\n[token]\n",
+            self.upstream
+        );
+        for l in &self.token {
+            t.push_str(l);
+            t.push('\n');
+        }
+        for k in &self.keys {
+            t.push_str("\n[[token.keys]]\n");
+            t.push_str(k);
+            t.push('\n');
+        }
+        t.push_str("\n[enforcement]\n");
+        for l in &self.enforcement {
+            t.push_str(l);
+            t.push('\n');
+        }
+        if let Some(a) = &self.admin_token {
+            t.push_str(&format!("\n[admin]\ntoken = \"{a}\"\n"));
+        }
+        t.push_str("\n[store]\npath = \"data/sessiongate.db\"\n");
+        t.push_str(&self.extra);
+        t
+    }
+}
+
+// ---------------------------------------------------------------- gateway
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running gateway process; killed (by PID) when dropped.
+pub struct Gateway {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub config: GatewayConfig,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    pub async fn start(config: GatewayConfig) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(config, dir).await
+    }
+
+    /// Starts in `dir` (reused across restarts to keep the store).
+    pub async fn start_in(config: GatewayConfig, dir: tempfile::TempDir) -> Gateway {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let (proxy, admin) = (free_port(), free_port());
+            if proxy == admin {
+                continue;
+            }
+            match Self::spawn(&config, &dir, proxy, admin).await {
+                Ok((child, config_path)) => {
+                    return Gateway {
+                        proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
+                        admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+                        dir,
+                        config_path,
+                        config,
+                        child: Some(child),
+                    }
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("gateway did not start: {last_err}");
+    }
+
+    async fn spawn(
+        config: &GatewayConfig,
+        dir: &tempfile::TempDir,
+        proxy: u16,
+        admin: u16,
+    ) -> Result<(Child, PathBuf), String> {
+        let config_path = dir.path().join("sessiongate.toml");
+        std::fs::write(&config_path, config.render(proxy, admin)).unwrap();
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut text = String::new();
+                let _ = std::fs::File::open(dir.path().join("gateway.log"))
+                    .and_then(|mut f| f.read_to_string(&mut text));
+                return Err(format!("exited with {status}: {text}"));
+            }
+            let ready = client
+                .get(format!("http://127.0.0.1:{admin}/readyz"))
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false);
+            if ready && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
+                return Ok((child, config_path));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("not ready within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, then wait for the process to be gone. Returns the directory
+    /// (store included) for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// DELETE /v1/sessions/{sid} with the admin token.
+    pub async fn revoke_session(&self, sid: &str, reason: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .delete(self.admin_url(&format!("/v1/sessions/{sid}")))
+            .query(&[("reason", reason)])
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// DELETE /v1/users/{sub}/sessions[?except=] with the admin token.
+    pub async fn revoke_user(&self, sub: &str, except: Option<&str>) -> reqwest::Response {
+        let mut q = vec![("reason", "test")];
+        if let Some(e) = except {
+            q.push(("except", e));
+        }
+        reqwest::Client::new()
+            .delete(self.admin_url(&format!("/v1/users/{sub}/sessions")))
+            .query(&q)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET on the proxy with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample line of /metrics, e.g.
+    /// `sessiongate_requests_total{decision="allowed"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ----------------------------------------------------------------- tokens
+
+/// Standard claims for user `sub`, session `sid`, issued now, valid 1 h.
+pub fn claims(sub: &str, sid: &str) -> Value {
+    let now = now();
+    json!({"sub": sub, "sid": sid, "iat": now, "exp": now + 3600})
+}
+
+pub fn hs256(claims: &Value) -> String {
+    sign(Algorithm::HS256, None, claims)
+}
+
+fn private_key(alg: Algorithm) -> EncodingKey {
+    let read = |name: &str| std::fs::read(keys_dir().join(name)).unwrap();
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            EncodingKey::from_secret(SECRET.as_bytes())
+        }
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => EncodingKey::from_rsa_pem(&read("rsa.key.pem")).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&read("es256.key.pem")).unwrap(),
+        Algorithm::ES384 => EncodingKey::from_ec_pem(&read("es384.key.pem")).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&read("ed25519.key.pem")).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+/// Signs `claims` with the test key of `alg` (HMAC: [`SECRET`]).
+pub fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+    sign_with(alg, kid, claims, &private_key(alg))
+}
+
+pub fn sign_with(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(String::from);
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+/// The `[[token.keys]]` body verifying tokens of `alg` made by [`sign`].
+pub fn key_config(alg: Algorithm) -> String {
+    let pem = |name: &str| keys_dir().join(name).display().to_string();
+    let name = format!("{alg:?}");
+    match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            format!("algorithm = \"{name}\"\nsecret = \"{SECRET}\"")
+        }
+        Algorithm::ES256 => format!(
+            "algorithm = \"{name}\"\npublic_key_file = \"{}\"",
+            pem("es256.pub.pem")
+        ),
+        Algorithm::ES384 => format!(
+            "algorithm = \"{name}\"\npublic_key_file = \"{}\"",
+            pem("es384.pub.pem")
+        ),
+        Algorithm::EdDSA => format!(
+            "algorithm = \"{name}\"\npublic_key_file = \"{}\"",
+            pem("ed25519.pub.pem")
+        ),
+        _ => format!(
+            "algorithm = \"{name}\"\npublic_key_file = \"{}\"",
+            pem("rsa.pub.pem")
+        ),
+    }
+}
+
+// ------------------------------------------------------------- raw client
+
+/// Sends `head` (request line and headers, without the final blank line)
+/// verbatim on a new connection with `Connection: close`; answers status
+/// and body. For paths an HTTP client library would normalise.
+pub async fn raw_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,220 @@
+//! What reaches the upstream and how: spoofed identity headers removed,
+//! public prefixes on the normalised path, the reserved prefix, monitor
+//! mode, an upstream that is down.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn client_identity_headers_are_stripped() {
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.enforcement.push(r#"public_paths = ["/public"]"#.into());
+    let gw = Gateway::start(cfg).await;
+    let spoof = [
+        ("X-Session-Id", "victim-session"),
+        ("X-User-Id", "admin"),
+        ("X-Geo-Country", "CH"),
+        ("X-Geo-City", "Zurich"),
+        ("X-Sessiongate-Decision", "allowed"),
+        ("x-sessiongate-anything", "1"),
+    ];
+    let client = reqwest::Client::new();
+
+    // Allowed request: the gateway's values replace the client's.
+    let mut req = client
+        .get(gw.url("/app"))
+        .bearer_auth(hs256(&claims("mallory", "m-1")));
+    for (k, v) in spoof {
+        req = req.header(k, v);
+    }
+    let seen: Value = req.send().await.unwrap().json().await.unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["x-session-id"], "m-1");
+    assert_eq!(h["x-user-id"], "mallory");
+    for name in [
+        "x-geo-country",
+        "x-geo-city",
+        "x-sessiongate-decision",
+        "x-sessiongate-anything",
+    ] {
+        assert!(h.get(name).is_none(), "{name} leaked: {h}");
+    }
+
+    // Public path (no token): stripped as well.
+    let mut req = client.get(gw.url("/public/x"));
+    for (k, v) in spoof {
+        req = req.header(k, v);
+    }
+    let seen: Value = req.send().await.unwrap().json().await.unwrap();
+    for name in [
+        "x-session-id",
+        "x-user-id",
+        "x-geo-country",
+        "x-sessiongate-decision",
+    ] {
+        assert!(
+            seen["headers"].get(name).is_none(),
+            "{name} leaked on a public path"
+        );
+    }
+    // Unrelated headers pass.
+    let seen: Value = client
+        .get(gw.url("/public/y"))
+        .header("x-request-id", "r-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-request-id"], "r-1");
+}
+
+#[tokio::test]
+async fn public_prefixes_match_the_normalised_path() {
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.enforcement
+        .push(r#"public_paths = ["/healthz", "/static/"]"#.into());
+    let gw = Gateway::start(cfg).await;
+
+    for ok in [
+        "/healthz",
+        "/healthz/live",
+        "/static/app.js",
+        "/static/./img/a.png",
+        "/healthz?probe=1",
+    ] {
+        let (status, _) = raw_get(gw.proxy, ok, &[]).await;
+        assert_eq!(status, 200, "{ok} should be public");
+    }
+    for refused in [
+        "/healthzx",
+        "/static",
+        "/admin",
+        "/healthz/../admin",
+        "/healthz/%2e%2e/admin",
+        "/healthz/%2E%2E/admin",
+        "/healthz%2f..%2fadmin",
+        "/static/..%5cadmin",
+        "/static/..\\admin",
+        "/static/..;/admin",
+        "/static/%252e%252e/admin",
+        "/static/%zz",
+    ] {
+        let (status, body) = raw_get(gw.proxy, refused, &[]).await;
+        assert_eq!(status, 401, "{refused} must need a token: {body}");
+        assert!(body.contains("missing_token"), "{refused}: {body}");
+    }
+    // Only the public requests reached the upstream.
+    assert!(up
+        .seen()
+        .iter()
+        .all(|s| s.path.starts_with("/healthz") || s.path.starts_with("/static/")));
+    // With a token, a non-public path is fine.
+    let (status, _) = raw_get(
+        gw.proxy,
+        "/admin",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", hs256(&claims("a", "b"))),
+        )],
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn reserved_prefix_is_never_forwarded() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let tok = hs256(&claims("a", "s"));
+    let resp = gw.get("/.sessiongate/nothing-here", &tok).await;
+    assert_eq!(resp.status(), 404);
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn monitor_mode_forwards_everything_and_labels_it() {
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.enforcement.push(r#"mode = "monitor""#.into());
+    let gw = Gateway::start(cfg).await;
+
+    let good = hs256(&claims("alice", "m-good"));
+    let revoked = hs256(&claims("alice", "m-revoked"));
+    assert_eq!(gw.revoke_session("m-revoked", "test").await.status(), 200);
+
+    let seen: Value = gw.get("/", &good).await.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-sessiongate-decision"], "allowed");
+    assert_eq!(seen["headers"]["x-session-id"], "m-good");
+
+    let resp = gw.get("/", &revoked).await;
+    assert_eq!(resp.status(), 200, "monitor mode forwards");
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-sessiongate-decision"], "session_revoked");
+
+    let seen: Value = reqwest::get(gw.url("/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-sessiongate-decision"], "missing_token");
+    assert!(seen["headers"].get("x-session-id").is_none());
+
+    let expired = hs256(&json!({"sub": "alice", "sid": "old", "exp": now() - 3600}));
+    let seen: Value = gw.get("/", &expired).await.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-sessiongate-decision"], "token_expired");
+    assert!(
+        seen["headers"].get("x-session-id").is_none(),
+        "no identity for an unverified token"
+    );
+
+    assert_eq!(
+        gw.metric(r#"sessiongate_requests_total{decision="session_revoked"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric(r#"sessiongate_requests_total{decision="missing_token"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric(r#"sessiongate_requests_total{decision="allowed"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_the_gateway_stays_up() {
+    // A port with nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(GatewayConfig::new(closed)).await;
+    let tok = hs256(&claims("a", "s"));
+    for _ in 0..3 {
+        let resp = gw.get("/", &tok).await;
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body, json!({"error": "upstream_unavailable"}));
+    }
+    // Refusals still work, and the process is alive.
+    assert_eq!(reqwest::get(gw.url("/")).await.unwrap().status(), 401);
+    assert_eq!(
+        reqwest::get(gw.admin_url("/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(gw.metric("sessiongate_upstream_errors_total").await, 3.0);
+}
