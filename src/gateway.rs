@@ -58,7 +58,10 @@ impl Gateway {
     pub fn new(config: Config) -> anyhow::Result<Gateway> {
         let metrics = Arc::new(Metrics::new(Registry::new())?);
         let store: Arc<dyn Store> = match config.store.backend {
-            Backend::Embedded => Arc::new(Embedded::open(&config.store.path)?),
+            Backend::Embedded => Arc::new(Embedded::open(
+                &config.store.path,
+                config.store.busy_timeout,
+            )?),
             Backend::Redis => anyhow::bail!(
                 "{}: store.backend: \"redis\" is not available in this build yet",
                 config.file.display()

@@ -190,6 +190,7 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub redis_url: String,
     pub purge_interval: Duration,
+    pub busy_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -380,6 +381,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         path: resolve(dir, &raw.store.path),
         redis_url: raw.store.redis_url,
         purge_interval: Duration::from_secs(raw.store.purge_interval_s.max(1)),
+        busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
     };
     if store.backend == Backend::Redis
         && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))

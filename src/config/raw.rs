@@ -26,6 +26,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const DEFAULT_IDLE_TTL_S: u64 = 30 * 24 * 3600;
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
 
 pub fn default_token_sources() -> Vec<String> {
     vec!["header:authorization".into(), "cookie:session".into()]
@@ -172,6 +173,10 @@ pub struct RawStore {
     /// Seconds between purges of expired revocations.
     #[serde(default = "d_purge_interval")]
     pub purge_interval_s: u64,
+    /// How long a write waits for another process holding the SQLite write
+    /// lock before the revocation answers 503.
+    #[serde(default = "d_busy_timeout")]
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for RawStore {
@@ -181,6 +186,7 @@ impl Default for RawStore {
             path: d_store_path(),
             redis_url: d_redis_url(),
             purge_interval_s: d_purge_interval(),
+            busy_timeout_ms: d_busy_timeout(),
         }
     }
 }
@@ -268,6 +274,9 @@ fn d_redis_url() -> String {
 }
 fn d_purge_interval() -> u64 {
     DEFAULT_PURGE_INTERVAL_S
+}
+fn d_busy_timeout() -> u64 {
+    DEFAULT_BUSY_TIMEOUT_MS
 }
 fn d_idle_ttl() -> u64 {
     DEFAULT_IDLE_TTL_S

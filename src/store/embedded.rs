@@ -59,10 +59,10 @@ impl std::fmt::Debug for Embedded {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(busy_timeout)?;
     // WAL lets readers (and the other process of a graceful upgrade) work
     // while one writer commits; FULL syncs the WAL at every commit.
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -77,17 +77,18 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Embedded {
-    /// Opens (creating when absent) the store at `path`.
-    pub fn open(path: &Path) -> Result<Embedded, StoreError> {
+    /// Opens (creating when absent) the store at `path`. A write waits at
+    /// most `busy_timeout` for another process's write lock.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Embedded, StoreError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
             }
         }
-        let writer = open_connection(path)?;
+        let writer = open_connection(path, busy_timeout)?;
         writer.execute_batch(SCHEMA)?;
-        let reader = open_connection(path)?;
+        let reader = open_connection(path, busy_timeout)?;
         Ok(Embedded {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(writer)),
@@ -406,8 +407,8 @@ mod tests {
     async fn revocations_survive_reopen_and_are_followed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let a = Embedded::open(&path).unwrap();
-        let b = Embedded::open(&path).unwrap();
+        let a = Embedded::open(&path, Duration::from_secs(5)).unwrap();
+        let b = Embedded::open(&path, Duration::from_secs(5)).unwrap();
         let start = b.load(0).await.unwrap();
         assert_eq!(start.revocations.len(), 0);
 
@@ -431,7 +432,7 @@ mod tests {
             .is_empty());
 
         drop(a);
-        let c = Embedded::open(&path).unwrap();
+        let c = Embedded::open(&path, Duration::from_secs(5)).unwrap();
         let loaded = c.load(0).await.unwrap();
         assert_eq!(
             loaded.revocations,

@@ -77,7 +77,8 @@ pub struct VerifiedToken {
     pub user_id: Option<String>,
     /// Issued-at (UNIX seconds), for per-user cutoffs.
     pub iat: Option<i64>,
-    /// Expiry (UNIX seconds), when the token has one.
+    /// When the token stops being valid (UNIX seconds): its `exp`, else
+    /// `iat` + `max_session_lifetime_s`; `None` when it has neither.
     pub exp: Option<i64>,
 }
 
@@ -89,6 +90,7 @@ pub struct Verifier {
     issuer: Option<Box<str>>,
     audience: Option<Box<str>>,
     leeway: i64,
+    max_lifetime: i64,
     max_token_bytes: usize,
     require_exp: bool,
 }
@@ -112,6 +114,7 @@ impl Verifier {
             issuer: config.issuer.as_deref().map(Box::from),
             audience: config.audience.as_deref().map(Box::from),
             leeway: config.leeway_s.min(i64::MAX as u64) as i64,
+            max_lifetime: config.max_session_lifetime_s.min(i64::MAX as u64) as i64,
             max_token_bytes: config.max_token_bytes,
             require_exp: config.require_exp,
         })
@@ -179,10 +182,17 @@ impl Verifier {
             .map_err(|_| TokenError::Malformed)?;
         de.end().map_err(|_| TokenError::Malformed)?;
 
-        match claims.exp {
-            Some(exp) if now >= exp.saturating_add(self.leeway) => return Err(TokenError::Expired),
-            None if self.require_exp => return Err(TokenError::MissingExp),
-            _ => {}
+        if claims.exp.is_none() && self.require_exp {
+            return Err(TokenError::MissingExp);
+        }
+        // Without exp, a token lives at most max_session_lifetime_s from iat.
+        let exp = claims
+            .exp
+            .or_else(|| claims.iat.map(|iat| iat.saturating_add(self.max_lifetime)));
+        if let Some(exp) = exp {
+            if now >= exp.saturating_add(self.leeway) {
+                return Err(TokenError::Expired);
+            }
         }
         if let Some(nbf) = claims.nbf {
             if now.saturating_add(self.leeway) < nbf {
@@ -204,7 +214,7 @@ impl Verifier {
             session_id,
             user_id: claims.user,
             iat: claims.iat,
-            exp: claims.exp,
+            exp,
         })
     }
 }
@@ -535,6 +545,21 @@ mod tests {
             v.verify("é.b.c".as_bytes(), NOW),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn token_without_exp_lives_at_most_the_max_session_lifetime() {
+        let v = Verifier::new(&config()).unwrap(); // max_session_lifetime_s = 3600
+        let t = mint(json!({"sid":"s","iat":NOW}));
+        assert_eq!(
+            v.verify(t.as_bytes(), NOW + 3000).unwrap().exp,
+            Some(NOW + 3600)
+        );
+        assert_eq!(v.verify(t.as_bytes(), NOW + 3630), Err(TokenError::Expired));
+        let mut c = config();
+        c.require_exp = true;
+        let v = Verifier::new(&c).unwrap();
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::MissingExp));
     }
 
     #[test]

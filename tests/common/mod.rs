@@ -96,6 +96,9 @@ async fn echo(
         at: Instant::now(),
     };
     seen.lock().unwrap().push(record);
+    if path.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let _ = req.into_body().collect().await;
     let body = json!({"path": path, "headers": headers}).to_string();
     Ok(Response::builder()
@@ -175,6 +178,8 @@ pub struct GatewayConfig {
     /// Lines of `[enforcement]`.
     pub enforcement: Vec<String>,
     pub admin_token: Option<String>,
+    /// Extra lines of `[store]`.
+    pub store: Vec<String>,
     /// Raw TOML appended at the end (more tables).
     pub extra: String,
 }
@@ -188,6 +193,7 @@ impl GatewayConfig {
             keys: vec![format!("algorithm = \"HS256\"\nsecret = \"{SECRET}\"")],
             enforcement: Vec::new(),
             admin_token: Some(ADMIN_TOKEN.to_string()),
+            store: Vec::new(),
             extra: String::new(),
         }
     }
@@ -216,6 +222,10 @@ impl GatewayConfig {
             t.push_str(&format!("\n[admin]\ntoken = \"{a}\"\n"));
         }
         t.push_str("\n[store]\npath = \"data/sessiongate.db\"\n");
+        for l in &self.store {
+            t.push_str(l);
+            t.push('\n');
+        }
         t.push_str(&self.extra);
         t
     }
@@ -317,6 +327,39 @@ impl Gateway {
         }
     }
 
+    /// Sends a signal (by name: TERM, QUIT, KILL...) to the gateway process.
+    pub fn signal(&self, sig: &str) {
+        send_signal(self.pid(), sig);
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        wait_child(child, within).await
+    }
+
+    /// Starts a second process on the same config with `--upgrade` (it takes
+    /// the listeners over once the old one gets SIGQUIT). The new process
+    /// becomes this gateway's; the old one is returned.
+    pub fn start_upgrade(&mut self) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("gateway-upgraded.log")).unwrap();
+        let new = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--upgrade")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child.replace(new).expect("gateway running")
+    }
+
+    pub fn upgraded_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway-upgraded.log")).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -327,6 +370,11 @@ impl Gateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
+    }
+
+    /// The SQLite store of this gateway.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("sessiongate.db")
     }
 
     pub fn log(&self) -> String {
@@ -395,6 +443,27 @@ impl Gateway {
                     .and_then(|rest| rest.trim().parse().ok())
             })
             .unwrap_or(0.0)
+    }
+}
+
+pub fn send_signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Polls `child` until it exits or `within` passes.
+pub async fn wait_child(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
