@@ -6,9 +6,11 @@
 //! then the log line. If the store fails, nothing in memory changes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::audit::{Action, AuditEntry};
 use crate::clock;
+use crate::closer::ConnectionRegistry;
 use crate::metrics::{Metrics, RevocationKind};
 use crate::revocation::{Revocation, RevocationSet, SessionRevocation, UserCutoff};
 use crate::store::{Store, StoreError};
@@ -41,6 +43,7 @@ pub struct Authority {
     store: Arc<dyn Store>,
     revocations: Arc<RevocationSet>,
     metrics: Arc<Metrics>,
+    connections: Arc<ConnectionRegistry>,
     max_session_lifetime_s: i64,
 }
 
@@ -55,12 +58,14 @@ impl Authority {
         store: Arc<dyn Store>,
         revocations: Arc<RevocationSet>,
         metrics: Arc<Metrics>,
+        connections: Arc<ConnectionRegistry>,
         max_session_lifetime_s: u64,
     ) -> Authority {
         Authority {
             store,
             revocations,
             metrics,
+            connections,
             max_session_lifetime_s: max_session_lifetime_s.min(i64::MAX as u64) as i64,
         }
     }
@@ -114,6 +119,7 @@ impl Authority {
             .await
             .map_err(|e| self.store_failed(e))?;
         self.revocations.apply_session(&in_force);
+        self.connections.close_session(session_id, Instant::now());
         self.metrics.count_revocation(RevocationKind::Session);
         self.refresh_gauges();
         audit.log();
@@ -154,20 +160,42 @@ impl Authority {
             .revoke_user(cutoff, audit.clone())
             .await
             .map_err(|e| self.store_failed(e))?;
-        self.revocations.apply_cutoff(&in_force);
+        if self.revocations.apply_cutoff(&in_force) {
+            self.close_cutoff(&in_force);
+        }
         self.metrics.count_revocation(RevocationKind::User);
         self.refresh_gauges();
         audit.log();
         Ok(in_force)
     }
 
+    fn close_cutoff(&self, c: &UserCutoff) {
+        self.connections.close_user(
+            &c.user_id,
+            c.not_before,
+            c.except.as_deref(),
+            Instant::now(),
+        );
+    }
+
     /// Applies revocations read from the store (another process wrote them,
-    /// or start-up). Answers how many changed the in-memory set.
+    /// or start-up) and closes the connections they end. Answers how many
+    /// changed the in-memory set.
     pub fn apply(&self, revocations: &[Revocation]) -> usize {
-        let changed = revocations
-            .iter()
-            .filter(|r| self.revocations.apply(r))
-            .count();
+        let mut changed = 0;
+        for r in revocations {
+            if !self.revocations.apply(r) {
+                continue;
+            }
+            changed += 1;
+            match r {
+                Revocation::Session(s) => {
+                    self.connections
+                        .close_session(&s.session_id, Instant::now());
+                }
+                Revocation::User(u) => self.close_cutoff(u),
+            }
+        }
         if changed > 0 {
             self.refresh_gauges();
         }

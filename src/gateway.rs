@@ -21,6 +21,8 @@ use prometheus::Registry;
 use crate::admin::{AdminApp, Readiness};
 use crate::authority::Authority;
 use crate::clock;
+use crate::closer::app::Closable;
+use crate::closer::ConnectionRegistry;
 use crate::config::{Backend, Config, KeyMaterial};
 use crate::enforcement::Enforcer;
 use crate::metrics::Metrics;
@@ -38,6 +40,7 @@ const LOAD_RETRY: Duration = Duration::from_millis(500);
 /// Everything a gateway process shares between its services.
 pub struct Gateway {
     pub config: Arc<Config>,
+    pub connections: Arc<ConnectionRegistry>,
     pub metrics: Arc<Metrics>,
     pub enforcer: Arc<Enforcer>,
     pub authority: Arc<Authority>,
@@ -68,6 +71,7 @@ impl Gateway {
             ),
         };
         let revocations = Arc::new(RevocationSet::new());
+        let connections = Arc::new(ConnectionRegistry::new(metrics.clone()));
         let enforcer =
             Arc::new(Enforcer::new(&config, revocations.clone()).map_err(|e| {
                 anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message)
@@ -76,10 +80,12 @@ impl Gateway {
             store,
             revocations,
             metrics.clone(),
+            connections.clone(),
             config.token.max_session_lifetime_s,
         ));
         Ok(Gateway {
             config: Arc::new(config),
+            connections,
             metrics,
             enforcer,
             authority,
@@ -127,10 +133,18 @@ impl Gateway {
             },
         ));
 
-        let proxy = Proxy::new(config, self.enforcer.clone(), self.metrics.clone())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
-        let mut proxy_service =
-            pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "proxy");
+        let proxy = Proxy::new(
+            config,
+            self.enforcer.clone(),
+            self.metrics.clone(),
+            self.connections.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
+        let http = pingora::proxy::http_proxy(&server.configuration, proxy);
+        let mut proxy_service = Service::new(
+            "proxy".to_string(),
+            Closable::new(http, self.connections.clone()),
+        );
         proxy_service.add_tcp(&config.listen.proxy.to_string());
         let proxy_handle = server.add_service(proxy_service);
         proxy_handle.add_dependency(&state);

@@ -29,6 +29,7 @@ pub mod audit;
 pub mod authority;
 pub mod cli;
 pub mod clock;
+pub mod closer;
 pub mod config;
 pub mod demo;
 pub mod echo;

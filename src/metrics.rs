@@ -4,10 +4,11 @@
 //! label up.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
+use crate::closer::{CloseReason, Kind};
 use crate::enforcement::Outcome;
 
 pub const REQUESTS_TOTAL: &str = "sessiongate_requests_total";
@@ -18,6 +19,14 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "sessiongate_upstream_errors_total";
 pub const STORE_ERRORS_TOTAL: &str = "sessiongate_store_errors_total";
 pub const REVOCATIONS_TOTAL: &str = "sessiongate_revocations_total";
 pub const ADMIN_REQUESTS_TOTAL: &str = "sessiongate_admin_requests_total";
+pub const CONNECTIONS_CLOSED_TOTAL: &str = "sessiongate_connections_closed_total";
+pub const OPEN_CONNECTIONS: &str = "sessiongate_open_connections";
+pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds";
+
+/// Revocation-to-close buckets: the target is p99 under 20 ms.
+const CLOSE_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// Decision-time buckets: the target is p99 under 50 µs.
 const DECISION_BUCKETS: &[f64] = &[
@@ -44,6 +53,9 @@ pub struct Metrics {
     admin_ok: IntCounter,
     admin_client_error: IntCounter,
     admin_server_error: IntCounter,
+    open_connections: Vec<IntGauge>,
+    connections_closed: Vec<IntCounter>,
+    pub revocation_close_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,7 +121,43 @@ impl Metrics {
         )?;
         registry.register(Box::new(admin_vec.clone()))?;
 
+        let open_vec = IntGaugeVec::new(
+            Opts::new(
+                OPEN_CONNECTIONS,
+                "Open downstream connections (HTTP/2: streams) carrying a session, by kind.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(open_vec.clone()))?;
+        let open_connections = Kind::ALL
+            .iter()
+            .map(|k| open_vec.with_label_values(&[k.label()]))
+            .collect();
+        let closed_vec = IntCounterVec::new(
+            Opts::new(
+                CONNECTIONS_CLOSED_TOTAL,
+                "Connections closed because their session was revoked, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(closed_vec.clone()))?;
+        let connections_closed = CloseReason::ALL
+            .iter()
+            .map(|r| closed_vec.with_label_values(&[r.label()]))
+            .collect();
+        let revocation_close_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                REVOCATION_CLOSE_SECONDS,
+                "Time from a revocation being applied here to its connection being closed.",
+            )
+            .buckets(CLOSE_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(revocation_close_seconds.clone()))?;
+
         Ok(Metrics {
+            open_connections,
+            connections_closed,
+            revocation_close_seconds,
             requests,
             request_duration,
             revoked_sessions,
@@ -128,6 +176,15 @@ impl Metrics {
     #[inline]
     pub fn count_request(&self, outcome: Outcome) {
         self.requests[outcome as usize].inc();
+    }
+
+    /// The open-connections gauge of one kind.
+    pub fn open_connections(&self, kind: Kind) -> &IntGauge {
+        &self.open_connections[kind as usize]
+    }
+
+    pub fn count_closed(&self, reason: CloseReason) {
+        self.connections_closed[reason as usize].inc();
     }
 
     pub fn count_revocation(&self, kind: RevocationKind) {

@@ -16,6 +16,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::clock;
+use crate::closer::{self, ConnectionRegistry};
 use crate::config::{Config, Mode};
 use crate::enforcement::{Decision, Enforcer, Outcome, Refusal, RenderedRefusal};
 use crate::metrics::Metrics;
@@ -51,12 +52,15 @@ pub struct RequestCtx {
     outcome: Option<Outcome>,
     decided_in: Option<Duration>,
     identity: Option<VerifiedToken>,
+    /// The request asks for a WebSocket upgrade.
+    websocket: bool,
 }
 
 /// The proxy service: one per gateway process.
 pub struct Proxy {
     enforcer: Arc<Enforcer>,
     metrics: Arc<Metrics>,
+    connections: Arc<ConnectionRegistry>,
     peer: HttpPeer,
     mode: Mode,
     login_url: Option<HeaderValue>,
@@ -68,6 +72,7 @@ impl Proxy {
         config: &Config,
         enforcer: Arc<Enforcer>,
         metrics: Arc<Metrics>,
+        connections: Arc<ConnectionRegistry>,
     ) -> Result<Proxy, String> {
         use std::net::ToSocketAddrs;
         let addr = config
@@ -90,10 +95,39 @@ impl Proxy {
         Ok(Proxy {
             enforcer,
             metrics,
+            connections,
             peer,
             mode: config.enforcement.mode,
             login_url,
         })
+    }
+
+    /// Makes this connection carry the request's session, so a revocation
+    /// can close it. In enforce mode only: monitor mode closes nothing.
+    /// Then checks the revocation set again: a revocation applied between
+    /// the decision and the attachment would otherwise miss this connection.
+    fn attach(&self, token: &VerifiedToken) -> Option<Refusal> {
+        if self.mode != Mode::Enforce {
+            return None;
+        }
+        let conn = closer::current()?;
+        self.connections.attach(
+            &conn,
+            &token.session_id,
+            token.user_id.as_deref(),
+            token.iat,
+        );
+        self.enforcer
+            .revocations()
+            .check(&token.session_id, token.user_id.as_deref(), token.iat)
+            .map(Refusal::Revoked)
+    }
+
+    /// This request carries no session: neither does its connection now.
+    fn detach(&self) {
+        if let Some(conn) = closer::current() {
+            self.connections.detach(&conn);
+        }
     }
 
     async fn refuse(&self, session: &mut Session, refusal: &Refusal) -> Result<()> {
@@ -107,6 +141,17 @@ impl Proxy {
         let rendered = refusal.render(self.login_url.as_ref(), wants_html);
         write_json(session, rendered).await
     }
+}
+
+/// `Upgrade: websocket` (RFC 6455 4.1).
+fn is_websocket_upgrade(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
 }
 
 async fn write_json(session: &mut Session, r: RenderedRefusal) -> Result<()> {
@@ -167,10 +212,17 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
             Decision::Public => {
+                self.detach();
                 ctx.outcome = Some(Outcome::Public);
                 None
             }
             Decision::Allow(token) => {
+                if let Some(refusal) = self.attach(&token) {
+                    ctx.outcome = Some(refusal.outcome());
+                    self.refuse(session, &refusal).await?;
+                    return Ok(true);
+                }
+                ctx.websocket = is_websocket_upgrade(session.req_header());
                 let req = session.req_header_mut();
                 let identity = req
                     .insert_header(X_SESSION_ID, token.session_id.as_str())
@@ -191,7 +243,10 @@ impl ProxyHttp for Proxy {
                     }
                 }
             }
-            Decision::Refuse(r) => Some(r),
+            Decision::Refuse(r) => {
+                self.detach();
+                Some(r)
+            }
         };
 
         match (refusal, self.mode) {
@@ -224,6 +279,33 @@ impl ProxyHttp for Proxy {
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         Ok(Box::new(self.peer.clone()))
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.identity.is_none() || self.mode != Mode::Enforce {
+            return Ok(());
+        }
+        let Some(conn) = closer::current() else {
+            return Ok(());
+        };
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            if ctx.websocket {
+                self.connections.mark_websocket(&conn);
+            }
+        } else if upstream_response
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"))
+        {
+            self.connections.mark_sse(&conn);
+        }
+        Ok(())
     }
 
     async fn fail_to_proxy(

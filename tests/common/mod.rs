@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -77,10 +79,78 @@ pub struct TestUpstream {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
+
+/// `/ws`: a WebSocket that echoes; `/ws-busy`: one that sends a message
+/// every 5 ms.
+fn websocket(req: Request<Incoming>, busy: bool) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| derive_accept_key(k.as_bytes()))
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(t))) if ws.send(Message::Text(t.clone())).await.is_err() => break,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    _ => {}
+                },
+                _ = tokio::time::sleep(Duration::from_millis(5)), if busy => {
+                    n += 1;
+                    if ws.send(Message::Text(format!("tick {n}").into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-accept", key)
+        .body(full(Bytes::new()))
+        .unwrap()
+}
+
+/// `/sse`: an endless event stream, one event every 20 ms.
+fn sse() -> Response<Body> {
+    let events = futures_util::stream::unfold(0u64, |n| async move {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let frame = hyper::body::Frame::data(Bytes::from(format!("data: tick {n}\n\n")));
+        Some((Ok::<_, Infallible>(frame), n + 1))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(events)))
+        .unwrap()
+}
+
 async fn echo(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let mut headers = BTreeMap::new();
     for (k, v) in req.headers() {
         headers.insert(
@@ -99,11 +169,17 @@ async fn echo(
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    if path == "/ws" || path == "/ws-busy" {
+        return Ok(websocket(req, path == "/ws-busy"));
+    }
+    if path == "/sse" {
+        return Ok(sse());
+    }
     let _ = req.into_body().collect().await;
     let body = json!({"path": path, "headers": headers}).to_string();
     Ok(Response::builder()
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(full(body))
         .unwrap())
 }
 
@@ -221,7 +297,14 @@ impl GatewayConfig {
         if let Some(a) = &self.admin_token {
             t.push_str(&format!("\n[admin]\ntoken = \"{a}\"\n"));
         }
-        t.push_str("\n[store]\npath = \"data/sessiongate.db\"\n");
+        t.push_str("\n[store]\n");
+        if !self
+            .store
+            .iter()
+            .any(|l| l.trim_start().starts_with("path"))
+        {
+            t.push_str("path = \"data/sessiongate.db\"\n");
+        }
         for l in &self.store {
             t.push_str(l);
             t.push('\n');

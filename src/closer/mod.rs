@@ -1,0 +1,361 @@
+//! Closing the open connections of revoked sessions.
+//!
+//! Every downstream HTTP/1 connection and every HTTP/2 stream is a [`Conn`]
+//! with a cancellation token. The proxy attaches a `Conn` to the session of
+//! each request it allows ([`ConnectionRegistry::attach`]); a keep-alive connection
+//! carries the session of its most recent request. At revocation time,
+//! [`ConnectionRegistry::close_session`] and [`ConnectionRegistry::close_user`] cancel the
+//! matching `Conn`s: the [`app`] wrappers drop pingora's request future,
+//! write a WebSocket close frame (1008 `session_revoked`) when the connection
+//! is an idle-between-frames WebSocket ([`stream`]), and close the socket.
+//! Nothing here runs per request except `attach`.
+
+pub mod app;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// What a connection is carrying, for the open-connections gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http = 0,
+    Sse = 1,
+    Websocket = 2,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Http, Kind::Sse, Kind::Websocket];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Sse => "sse",
+            Kind::Websocket => "websocket",
+        }
+    }
+}
+
+/// Why a connection was closed, for `sessiongate_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    SessionRevoked = 0,
+    UserRevoked = 1,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 2] = [CloseReason::SessionRevoked, CloseReason::UserRevoked];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::SessionRevoked => "session_revoked",
+            CloseReason::UserRevoked => "user_revoked",
+        }
+    }
+}
+
+/// The session a connection carries.
+#[derive(Debug, Clone)]
+struct Attachment {
+    session: Arc<str>,
+    user: Option<Arc<str>>,
+    iat: Option<i64>,
+    kind: Kind,
+}
+
+/// One cancellable unit: an HTTP/1 connection or an HTTP/2 stream.
+#[derive(Debug)]
+pub struct Conn {
+    id: u64,
+    cancel: CancellationToken,
+    attachment: Mutex<Option<Attachment>>,
+    /// Set when a `101 Switching Protocols` answer to a WebSocket handshake
+    /// is about to be written on this connection.
+    upgrading: AtomicBool,
+    revoked: OnceLock<(Instant, CloseReason)>,
+}
+
+impl Conn {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Resolves when the connection's session has been revoked.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// True once a WebSocket upgrade answer is being written.
+    pub fn is_upgrading(&self) -> bool {
+        self.upgrading.load(Ordering::Acquire)
+    }
+
+    fn revoke(&self, at: Instant, reason: CloseReason) {
+        let _ = self.revoked.set((at, reason));
+        self.cancel.cancel();
+    }
+}
+
+type ConnMap = HashMap<u64, Arc<Conn>>;
+
+/// Open connections indexed by session and by user.
+pub struct ConnectionRegistry {
+    next_id: AtomicU64,
+    by_session: DashMap<Arc<str>, ConnMap>,
+    by_user: DashMap<Arc<str>, ConnMap>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ConnectionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRegistry")
+            .field("sessions", &self.by_session.len())
+            .finish_non_exhaustive()
+    }
+}
+
+tokio::task_local! {
+    /// The unit the current request runs in, for the proxy's filters.
+    static CURRENT: Arc<Conn>;
+}
+
+/// The [`Conn`] of the request being processed on this task, if any.
+pub fn current() -> Option<Arc<Conn>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+fn remove_from(map: &DashMap<Arc<str>, ConnMap>, key: &Arc<str>, id: u64) {
+    if let dashmap::Entry::Occupied(mut e) = map.entry(key.clone()) {
+        e.get_mut().remove(&id);
+        if e.get().is_empty() {
+            e.remove();
+        }
+    }
+}
+
+impl ConnectionRegistry {
+    pub fn new(metrics: Arc<Metrics>) -> ConnectionRegistry {
+        ConnectionRegistry {
+            next_id: AtomicU64::new(1),
+            by_session: DashMap::new(),
+            by_user: DashMap::new(),
+            metrics,
+        }
+    }
+
+    /// A new unit, attached to nothing yet.
+    pub fn open(&self) -> Arc<Conn> {
+        Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            cancel: CancellationToken::new(),
+            attachment: Mutex::new(None),
+            upgrading: AtomicBool::new(false),
+            revoked: OnceLock::new(),
+        })
+    }
+
+    /// Makes `conn` carry this session (a keep-alive connection carries the
+    /// session of its most recent request). Cheap when it already does.
+    pub fn attach(&self, conn: &Arc<Conn>, session: &str, user: Option<&str>, iat: Option<i64>) {
+        let previous = {
+            let Ok(mut a) = conn.attachment.lock() else {
+                return;
+            };
+            if let Some(cur) = a.as_mut() {
+                if &*cur.session == session && cur.user.as_deref() == user {
+                    cur.iat = iat;
+                    self.set_kind_locked(cur, Kind::Http);
+                    return;
+                }
+            }
+            a.replace(Attachment {
+                session: Arc::from(session),
+                user: user.map(Arc::from),
+                iat,
+                kind: Kind::Http,
+            })
+        };
+        if let Some(prev) = previous {
+            self.unindex(conn.id, &prev);
+        }
+        self.metrics.open_connections(Kind::Http).inc();
+        let Ok(a) = conn.attachment.lock() else {
+            return;
+        };
+        if let Some(a) = a.as_ref() {
+            self.by_session
+                .entry(a.session.clone())
+                .or_default()
+                .insert(conn.id, conn.clone());
+            if let Some(u) = &a.user {
+                self.by_user
+                    .entry(u.clone())
+                    .or_default()
+                    .insert(conn.id, conn.clone());
+            }
+        }
+    }
+
+    /// The connection's latest request carried no session (public path,
+    /// refused): it no longer carries one.
+    pub fn detach(&self, conn: &Conn) {
+        let previous = conn.attachment.lock().ok().and_then(|mut a| a.take());
+        if let Some(prev) = previous {
+            self.unindex(conn.id, &prev);
+        }
+    }
+
+    fn unindex(&self, id: u64, a: &Attachment) {
+        self.metrics.open_connections(a.kind).dec();
+        remove_from(&self.by_session, &a.session, id);
+        if let Some(u) = &a.user {
+            remove_from(&self.by_user, u, id);
+        }
+    }
+
+    fn set_kind_locked(&self, a: &mut Attachment, kind: Kind) {
+        if a.kind != kind {
+            self.metrics.open_connections(a.kind).dec();
+            self.metrics.open_connections(kind).inc();
+            a.kind = kind;
+        }
+    }
+
+    /// The response on `conn` turned out to be a server-sent event stream.
+    pub fn mark_sse(&self, conn: &Conn) {
+        if let Ok(mut a) = conn.attachment.lock() {
+            if let Some(a) = a.as_mut() {
+                self.set_kind_locked(a, Kind::Sse);
+            }
+        }
+    }
+
+    /// A `101` answer to a WebSocket handshake is about to be written on `conn`.
+    pub fn mark_websocket(&self, conn: &Conn) {
+        conn.upgrading.store(true, Ordering::Release);
+        if let Ok(mut a) = conn.attachment.lock() {
+            if let Some(a) = a.as_mut() {
+                self.set_kind_locked(a, Kind::Websocket);
+            }
+        }
+    }
+
+    /// Forgets `conn` (its connection or stream ended) and, when it was
+    /// closed by a revocation, records how long the closing took.
+    pub fn release(&self, conn: &Conn) {
+        self.detach(conn);
+        if let Some((at, reason)) = conn.revoked.get() {
+            self.metrics.count_closed(*reason);
+            self.metrics
+                .revocation_close_seconds
+                .observe(at.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Closes every connection carrying `session`. Answers how many.
+    pub fn close_session(&self, session: &str, at: Instant) -> usize {
+        let conns: Vec<Arc<Conn>> = match self.by_session.get(session) {
+            Some(m) => m.values().cloned().collect(),
+            None => return 0,
+        };
+        for c in &conns {
+            c.revoke(at, CloseReason::SessionRevoked);
+        }
+        conns.len()
+    }
+
+    /// Closes every connection of `user` whose token was issued before
+    /// `not_before` (or whose issue time is unknown), except those of session
+    /// `except`. Answers how many.
+    pub fn close_user(
+        &self,
+        user: &str,
+        not_before: i64,
+        except: Option<&str>,
+        at: Instant,
+    ) -> usize {
+        let conns: Vec<Arc<Conn>> = match self.by_user.get(user) {
+            Some(m) => m.values().cloned().collect(),
+            None => return 0,
+        };
+        let mut closed = 0;
+        for c in conns {
+            let hit = c.attachment.lock().ok().is_some_and(|a| {
+                a.as_ref().is_some_and(|a| {
+                    a.iat.is_none_or(|iat| iat < not_before) && except != Some(&*a.session)
+                })
+            });
+            if hit {
+                c.revoke(at, CloseReason::UserRevoked);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Units currently attached to a session.
+    pub fn attached(&self) -> usize {
+        self.by_session.iter().map(|e| e.value().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> ConnectionRegistry {
+        ConnectionRegistry::new(Arc::new(Metrics::new(prometheus::Registry::new()).unwrap()))
+    }
+
+    #[test]
+    fn keep_alive_carries_the_latest_session() {
+        let r = registry();
+        let c = r.open();
+        r.attach(&c, "a", Some("alice"), Some(10));
+        r.attach(&c, "b", Some("bob"), Some(10));
+        assert_eq!(r.close_session("a", Instant::now()), 0);
+        assert!(!c.is_cancelled());
+        assert_eq!(r.close_session("b", Instant::now()), 1);
+        assert!(c.is_cancelled());
+        r.release(&c);
+        assert_eq!(r.attached(), 0);
+        assert!(r.by_user.is_empty());
+    }
+
+    #[test]
+    fn user_close_spares_the_exempt_and_the_fresh() {
+        let r = registry();
+        let old = r.open();
+        let kept = r.open();
+        let fresh = r.open();
+        let other = r.open();
+        r.attach(&old, "s1", Some("alice"), Some(100));
+        r.attach(&kept, "s2", Some("alice"), Some(100));
+        r.attach(&fresh, "s3", Some("alice"), Some(200));
+        r.attach(&other, "s4", Some("bob"), Some(100));
+        assert_eq!(r.close_user("alice", 150, Some("s2"), Instant::now()), 1);
+        assert!(old.is_cancelled());
+        assert!(!kept.is_cancelled() && !fresh.is_cancelled() && !other.is_cancelled());
+    }
+
+    #[test]
+    fn detached_connection_is_not_closed() {
+        let r = registry();
+        let c = r.open();
+        r.attach(&c, "a", None, None);
+        r.detach(&c);
+        assert_eq!(r.close_session("a", Instant::now()), 0);
+        assert_eq!(r.attached(), 0);
+    }
+}
