@@ -32,7 +32,11 @@ const SECRET: &str = "closure-bench-secret";
 const ADMIN: &str = "closure-bench-admin";
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -56,7 +60,10 @@ impl Drop for Proc {
 /// Runs in its own process (this binary, re-executed), so that clients,
 /// gateway and upstream each have their own file-descriptor budget.
 fn serve_upstream() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
@@ -131,12 +138,19 @@ async fn start_gateway(dir: &std::path::Path, upstream: u16, mode: &str) -> (Pro
     let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+        {
             if r.status() == 200 && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
                 return (child, proxy, admin);
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "gateway not ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "gateway not ready"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -169,10 +183,14 @@ async fn open_all(proxy: u16, conns: usize, sessions: usize, closed: Closed) {
         let ready = ready_tx.clone();
         let permit = sem.clone().acquire_owned().await.unwrap();
         tokio::spawn(async move {
-            let mut req = format!("ws://127.0.0.1:{proxy}/ws").into_client_request().unwrap();
+            let mut req = format!("ws://127.0.0.1:{proxy}/ws")
+                .into_client_request()
+                .unwrap();
             req.headers_mut()
                 .insert("authorization", format!("Bearer {tok}").parse().unwrap());
-            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(req)
+                .await
+                .expect("connect");
             drop(permit);
             ready.send(()).await.unwrap();
             let how = loop {
@@ -183,7 +201,12 @@ async fn open_all(proxy: u16, conns: usize, sessions: usize, closed: Closed) {
                     _ => {}
                 }
             };
-            closed.lock().unwrap().entry(session).or_default().push((Instant::now(), how));
+            closed
+                .lock()
+                .unwrap()
+                .entry(session)
+                .or_default()
+                .push((Instant::now(), how));
         });
     }
     for _ in 0..conns {
@@ -204,17 +227,26 @@ fn main() {
     }
     // The gateway holds two sockets per WebSocket (client and upstream side).
     let fit = (fd_limit().saturating_sub(200) / 2 / 10) * 10;
-    let wanted: usize = std::env::var("SG_BENCH_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let wanted: usize = std::env::var("SG_BENCH_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let conns = wanted.min(fit);
     if conns < wanted {
-        println!("file limit {}: {conns} connections instead of {wanted}", fd_limit());
+        println!(
+            "file limit {}: {conns} connections instead of {wanted}",
+            fd_limit()
+        );
     }
     let sessions: usize = std::env::var("SG_BENCH_SESSIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(conns / 10);
     let revoke = sessions / 10;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let (upstream, up) = start_upstream();

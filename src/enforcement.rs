@@ -28,16 +28,18 @@ pub enum Outcome {
     InvalidToken = 3,
     TokenExpired = 4,
     SessionRevoked = 5,
+    NewLocation = 6,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::MissingToken,
         Outcome::InvalidToken,
         Outcome::TokenExpired,
         Outcome::SessionRevoked,
+        Outcome::NewLocation,
     ];
 
     pub fn label(self) -> &'static str {
@@ -48,6 +50,7 @@ impl Outcome {
             Outcome::InvalidToken => "invalid_token",
             Outcome::TokenExpired => "token_expired",
             Outcome::SessionRevoked => "session_revoked",
+            Outcome::NewLocation => "new_location",
         }
     }
 }
@@ -60,6 +63,9 @@ pub enum Refusal {
     InvalidToken(TokenError),
     Expired,
     Revoked(Revoked),
+    /// Seen from a new country; refused until the user confirms it
+    /// (`sessions.refuse_new_location`).
+    NewLocation,
 }
 
 /// A refusal ready to be written: status, extra headers, JSON body.
@@ -77,6 +83,7 @@ impl Refusal {
             Refusal::InvalidToken(_) => Outcome::InvalidToken,
             Refusal::Expired => Outcome::TokenExpired,
             Refusal::Revoked(_) => Outcome::SessionRevoked,
+            Refusal::NewLocation => Outcome::NewLocation,
         }
     }
 
@@ -91,6 +98,9 @@ impl Refusal {
             Refusal::InvalidToken(e) => e.description(),
             Refusal::Expired => TokenError::Expired.description(),
             Refusal::Revoked(_) => "session has been revoked",
+            Refusal::NewLocation => {
+                "sign-in from a new location: confirm it from one of your other sessions"
+            }
         }
     }
 
@@ -130,6 +140,17 @@ impl Refusal {
     /// Status, headers and body. With `login_url` set and a browser asking
     /// for HTML, a 302 to the login page instead of a 401.
     pub fn render(&self, login_url: Option<&HeaderValue>, wants_html: bool) -> RenderedRefusal {
+        if *self == Refusal::NewLocation {
+            // Signing in again does not help: 403, no challenge.
+            return RenderedRefusal {
+                status: StatusCode::FORBIDDEN,
+                headers: vec![(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                )],
+                body: self.body(),
+            };
+        }
         if let (Some(location), true) = (login_url, wants_html) {
             return RenderedRefusal {
                 status: StatusCode::FOUND,

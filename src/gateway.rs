@@ -18,6 +18,7 @@ use pingora::services::listening::Service;
 use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use prometheus::Registry;
 
+use crate::admin::selfservice::SelfService;
 use crate::admin::{AdminApp, Readiness};
 use crate::authority::Authority;
 use crate::clock;
@@ -25,9 +26,11 @@ use crate::closer::app::Closable;
 use crate::closer::ConnectionRegistry;
 use crate::config::{Backend, Config, KeyMaterial};
 use crate::enforcement::Enforcer;
+use crate::geoip::GeoIp;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::revocation::RevocationSet;
+use crate::sessions::{RegistryLimits, SessionRegistry};
 use crate::store::{Embedded, Store};
 use crate::token::KeySet;
 
@@ -41,6 +44,7 @@ const LOAD_RETRY: Duration = Duration::from_millis(500);
 pub struct Gateway {
     pub config: Arc<Config>,
     pub connections: Arc<ConnectionRegistry>,
+    pub sessions: Arc<SessionRegistry>,
     pub metrics: Arc<Metrics>,
     pub enforcer: Arc<Enforcer>,
     pub authority: Arc<Authority>,
@@ -76,6 +80,20 @@ impl Gateway {
             Arc::new(Enforcer::new(&config, revocations.clone()).map_err(|e| {
                 anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message)
             })?);
+        let geoip = Arc::new(
+            GeoIp::open(config.geoip.database.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: geoip.database: {e}", config.file.display()))?,
+        );
+        let sessions = Arc::new(SessionRegistry::new(
+            geoip,
+            store.clone(),
+            metrics.clone(),
+            RegistryLimits {
+                max_tracked: config.sessions.max_tracked,
+                idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
+                refuse_new_location: config.sessions.refuse_new_location,
+            },
+        ));
         let authority = Arc::new(Authority::new(
             store,
             revocations,
@@ -86,6 +104,7 @@ impl Gateway {
         Ok(Gateway {
             config: Arc::new(config),
             connections,
+            sessions,
             metrics,
             enforcer,
             authority,
@@ -129,8 +148,39 @@ impl Gateway {
             "state",
             StateSync {
                 authority: self.authority.clone(),
+                sessions: self.sessions.clone(),
+                idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
                 readiness: self.readiness.clone(),
             },
+        ));
+        server.add_service(background_service(
+            "session-sync",
+            SessionSync {
+                sessions: self.sessions.clone(),
+                authority: self.authority.clone(),
+                interval: config.sessions.persist_interval,
+                idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
+            },
+        ));
+        if self.sessions.geoip().path().is_some() {
+            server.add_service(background_service(
+                "geoip-reload",
+                GeoipReload {
+                    geoip: self.sessions.geoip().clone(),
+                    interval: config.geoip.reload,
+                },
+            ));
+        }
+        let login_url = config
+            .enforcement
+            .login_url
+            .as_deref()
+            .and_then(|u| http::HeaderValue::from_str(u).ok());
+        let self_service = Arc::new(SelfService::new(
+            self.enforcer.clone(),
+            self.sessions.clone(),
+            self.authority.clone(),
+            login_url,
         ));
 
         let proxy = Proxy::new(
@@ -138,6 +188,8 @@ impl Gateway {
             self.enforcer.clone(),
             self.metrics.clone(),
             self.connections.clone(),
+            self.sessions.clone(),
+            self_service,
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
         let http = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -151,6 +203,7 @@ impl Gateway {
 
         let admin = AdminApp::new(
             self.authority.clone(),
+            self.sessions.clone(),
             self.metrics.clone(),
             self.readiness.clone(),
             config.admin.token.as_deref(),
@@ -198,6 +251,8 @@ impl Gateway {
 /// store's change log for revocations written by other processes.
 struct StateSync {
     authority: Arc<Authority>,
+    sessions: Arc<SessionRegistry>,
+    idle_ttl_ms: i64,
     readiness: Arc<Readiness>,
 }
 
@@ -231,6 +286,19 @@ impl BackgroundService for StateSync {
                 }
             }
         };
+        // Session metadata is for pages and new-location checks, not for
+        // enforcement: a failure here is logged, not fatal.
+        match store
+            .load_sessions(clock::now_ms() - self.idle_ttl_ms)
+            .await
+        {
+            Ok(records) => {
+                let n = records.len();
+                self.sessions.load(records);
+                tracing::info!(sessions = n, "session registry loaded");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot load session metadata"),
+        }
         self.readiness.set_loaded();
         ready.notify_ready();
 
@@ -249,6 +317,97 @@ impl BackgroundService for StateSync {
                     cursor = changes.cursor;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read store changes"),
+            }
+        }
+    }
+}
+
+/// Writes changed session metadata to the store in batches, and forgets
+/// sessions idle longer than `sessions.idle_ttl_s`.
+struct SessionSync {
+    sessions: Arc<SessionRegistry>,
+    authority: Arc<Authority>,
+    interval: Duration,
+    idle_ttl_ms: i64,
+}
+
+impl SessionSync {
+    async fn flush(&self) {
+        let dirty = self.sessions.take_dirty();
+        if dirty.is_empty() {
+            return;
+        }
+        if let Err(e) = self.authority.store().save_sessions(dirty.clone()).await {
+            tracing::warn!(error = %e, sessions = dirty.len(), "cannot persist session metadata; will retry");
+            self.sessions.retry_dirty(&dirty);
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for SessionSync {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_purge = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    self.flush().await;
+                    return;
+                }
+                _ = tick.tick() => {}
+            }
+            self.flush().await;
+            if last_purge.elapsed() >= Duration::from_secs(60) {
+                last_purge = std::time::Instant::now();
+                let now = clock::now_ms();
+                self.sessions.purge(now);
+                if let Err(e) = self
+                    .authority
+                    .store()
+                    .purge_sessions(now - self.idle_ttl_ms)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot purge idle sessions from the store");
+                }
+            }
+        }
+    }
+}
+
+/// Reloads the GeoIP database file when it changes.
+struct GeoipReload {
+    geoip: Arc<GeoIp>,
+    interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for GeoipReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(path) = self.geoip.path().map(|p| p.to_path_buf()) else {
+            return;
+        };
+        let stamp = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut seen = stamp();
+        let mut tick = tokio::time::interval(self.interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let now = stamp();
+            if now == seen {
+                continue;
+            }
+            match self.geoip.reload() {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "GeoIP database reloaded");
+                    seen = now;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "GeoIP database changed but cannot be read; keeping the previous one")
+                }
             }
         }
     }

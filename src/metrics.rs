@@ -22,6 +22,8 @@ pub const ADMIN_REQUESTS_TOTAL: &str = "sessiongate_admin_requests_total";
 pub const CONNECTIONS_CLOSED_TOTAL: &str = "sessiongate_connections_closed_total";
 pub const OPEN_CONNECTIONS: &str = "sessiongate_open_connections";
 pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds";
+pub const TRACKED_SESSIONS: &str = "sessiongate_tracked_sessions";
+pub const NEW_LOCATIONS_TOTAL: &str = "sessiongate_new_locations_total";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -56,6 +58,8 @@ pub struct Metrics {
     open_connections: Vec<IntGauge>,
     connections_closed: Vec<IntCounter>,
     pub revocation_close_seconds: Histogram,
+    pub tracked_sessions: IntGauge,
+    pub new_locations: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,7 +158,20 @@ impl Metrics {
         )?;
         registry.register(Box::new(revocation_close_seconds.clone()))?;
 
+        let tracked_sessions = IntGauge::new(
+            TRACKED_SESSIONS,
+            "Sessions in the in-memory session registry.",
+        )?;
+        registry.register(Box::new(tracked_sessions.clone()))?;
+        let new_locations = IntCounter::new(
+            NEW_LOCATIONS_TOTAL,
+            "Sessions seen from a country none of the user's recent sessions came from.",
+        )?;
+        registry.register(Box::new(new_locations.clone()))?;
+
         Ok(Metrics {
+            tracked_sessions,
+            new_locations,
             open_connections,
             connections_closed,
             revocation_close_seconds,

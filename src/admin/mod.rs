@@ -18,6 +18,10 @@ use crate::authority::{Actor, Authority};
 use crate::clock;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationView;
+use crate::sessions::{self, SessionInfo, SessionRegistry};
+
+pub mod page;
+pub mod selfservice;
 
 /// The OpenAPI 3 document served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -86,6 +90,7 @@ type ApiResult = Result<Response<Vec<u8>>, ApiError>;
 
 pub struct AdminApp {
     authority: Arc<Authority>,
+    sessions: Arc<SessionRegistry>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     /// SHA-256 of the admin token: comparing digests keeps the comparison
@@ -244,12 +249,14 @@ fn method_not_allowed(allow: &'static str) -> ApiResult {
 impl AdminApp {
     pub fn new(
         authority: Arc<Authority>,
+        sessions: Arc<SessionRegistry>,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         token: Option<&str>,
     ) -> AdminApp {
         AdminApp {
             authority,
+            sessions,
             metrics,
             readiness,
             token_digest: token.map(|t| digest(t.as_bytes())),
@@ -341,9 +348,17 @@ impl AdminApp {
                     self.revoke_session(checked_id("session id", sid)?, q.reason()?, &actor)
                         .await
                 }
-                _ => method_not_allowed("DELETE"),
+                Method::GET => {
+                    Query::parse(query, &[])?;
+                    self.session(checked_id("session id", sid)?).await
+                }
+                _ => method_not_allowed("GET, DELETE"),
             },
             ["v1", "users", sub, "sessions"] => match method {
+                Method::GET => {
+                    Query::parse(query, &[])?;
+                    self.user_sessions(checked_id("user id", sub)?).await
+                }
                 Method::DELETE => {
                     let q = Query::parse(query, &["reason", "except"])?;
                     let except = match q.get("except") {
@@ -353,7 +368,7 @@ impl AdminApp {
                     self.revoke_user(checked_id("user id", sub)?, except, q.reason()?, &actor)
                         .await
                 }
-                _ => method_not_allowed("DELETE"),
+                _ => method_not_allowed("GET, DELETE"),
             },
             ["v1", "revocations"] => match method {
                 Method::GET => {
@@ -400,10 +415,52 @@ impl AdminApp {
         }
     }
 
+    fn session_view(&self, s: &SessionInfo) -> serde_json::Value {
+        let revoked =
+            self.authority
+                .revocations()
+                .check(&s.session_id, s.user_id.as_deref(), s.iat);
+        s.view(revoked.as_ref(), None)
+    }
+
+    async fn session(&self, sid: &str) -> ApiResult {
+        let stored = self
+            .authority
+            .store()
+            .session(sid)
+            .await
+            .map_err(ApiError::store)?;
+        let live = self.sessions.get(sid);
+        let found = sessions::merge(stored.into_iter().collect(), live.into_iter().collect());
+        match found.first() {
+            Some(s) => Ok(json_response(StatusCode::OK, &self.session_view(s))),
+            None => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: format!("no session {sid:?} has been seen"),
+            }),
+        }
+    }
+
+    async fn user_sessions(&self, sub: &str) -> ApiResult {
+        let stored = self
+            .authority
+            .store()
+            .user_sessions(sub)
+            .await
+            .map_err(ApiError::store)?;
+        let all = sessions::merge(stored, self.sessions.for_user(sub));
+        let views: Vec<serde_json::Value> = all.iter().map(|s| self.session_view(s)).collect();
+        Ok(json_response(StatusCode::OK, &json!({"sessions": views})))
+    }
+
     async fn revoke_session(&self, sid: &str, reason: &str, actor: &Actor) -> ApiResult {
+        // The token's expiry, when this session has been seen, bounds how
+        // long the revocation is kept.
+        let exp = self.sessions.get(sid).and_then(|s| s.exp);
         let r = self
             .authority
-            .revoke_session(sid, None, reason, actor)
+            .revoke_session(sid, exp, reason, actor)
             .await
             .map_err(ApiError::store)?;
         Ok(json_response(

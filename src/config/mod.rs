@@ -197,12 +197,15 @@ pub struct StoreConfig {
 pub struct Geoip {
     pub database: Option<PathBuf>,
     pub trusted_proxies: Vec<IpNet>,
+    pub reload: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct Sessions {
     pub idle_ttl_s: u64,
     pub max_tracked: usize,
+    pub persist_interval: Duration,
+    pub refuse_new_location: bool,
 }
 
 impl Config {
@@ -411,6 +414,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
     let geoip = Geoip {
         database: non_empty(raw.geoip.database).map(|p| resolve(dir, &p)),
         trusted_proxies,
+        reload: Duration::from_secs(raw.geoip.reload_s.max(1)),
     };
 
     if raw.sessions.max_tracked == 0 {
@@ -419,6 +423,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
     let sessions = Sessions {
         idle_ttl_s: raw.sessions.idle_ttl_s,
         max_tracked: raw.sessions.max_tracked,
+        persist_interval: Duration::from_secs(raw.sessions.persist_interval_s.max(1)),
+        refuse_new_location: raw.sessions.refuse_new_location,
     };
 
     Ok(Config {

@@ -25,6 +25,8 @@ pub const DEFAULT_STORE_PATH: &str = "data/sessiongate.db";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const DEFAULT_IDLE_TTL_S: u64 = 30 * 24 * 3600;
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+pub const DEFAULT_PERSIST_INTERVAL_S: u64 = 5;
+pub const DEFAULT_GEOIP_RELOAD_S: u64 = 60;
 pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
 
@@ -191,13 +193,26 @@ impl Default for RawStore {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGeoip {
     #[serde(default)]
     pub database: String,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// How often the database file is checked for changes.
+    #[serde(default = "d_geoip_reload")]
+    pub reload_s: u64,
+}
+
+impl Default for RawGeoip {
+    fn default() -> Self {
+        Self {
+            database: String::new(),
+            trusted_proxies: Vec::new(),
+            reload_s: d_geoip_reload(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +222,13 @@ pub struct RawSessions {
     pub idle_ttl_s: u64,
     #[serde(default = "d_max_tracked")]
     pub max_tracked: usize,
+    /// How often session metadata is written to the store.
+    #[serde(default = "d_persist_interval")]
+    pub persist_interval_s: u64,
+    /// Refuse a session seen from a new country until the user confirms it
+    /// from one of their other sessions.
+    #[serde(default)]
+    pub refuse_new_location: bool,
 }
 
 impl Default for RawSessions {
@@ -214,6 +236,8 @@ impl Default for RawSessions {
         Self {
             idle_ttl_s: d_idle_ttl(),
             max_tracked: d_max_tracked(),
+            persist_interval_s: d_persist_interval(),
+            refuse_new_location: false,
         }
     }
 }
@@ -277,6 +301,12 @@ fn d_purge_interval() -> u64 {
 }
 fn d_busy_timeout() -> u64 {
     DEFAULT_BUSY_TIMEOUT_MS
+}
+fn d_persist_interval() -> u64 {
+    DEFAULT_PERSIST_INTERVAL_S
+}
+fn d_geoip_reload() -> u64 {
+    DEFAULT_GEOIP_RELOAD_S
 }
 fn d_idle_ttl() -> u64 {
     DEFAULT_IDLE_TTL_S

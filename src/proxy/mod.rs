@@ -3,6 +3,7 @@
 //! [`Decision`]: refuse, or forward with identity headers. Per-request state
 //! lives in [`RequestCtx`] and is recorded once, in `logging()`.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,16 +16,24 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::admin::selfservice::{self, SelfService};
+use crate::client_ip::TrustedProxies;
 use crate::clock;
 use crate::closer::{self, ConnectionRegistry};
 use crate::config::{Config, Mode};
 use crate::enforcement::{Decision, Enforcer, Outcome, Refusal, RenderedRefusal};
 use crate::metrics::Metrics;
+use crate::sessions::{SessionRegistry, Sighting};
 use crate::token::{TokenError, VerifiedToken};
 
 pub const X_SESSION_ID: &str = "X-Session-Id";
 pub const X_USER_ID: &str = "X-User-Id";
 pub const X_SESSIONGATE_DECISION: &str = "X-Sessiongate-Decision";
+pub const X_GEO_COUNTRY: &str = "X-Geo-Country";
+pub const X_GEO_CITY: &str = "X-Geo-City";
+
+/// Largest request body a self-service action reads.
+const MAX_SELF_SERVICE_BODY: usize = 16 * 1024;
 
 /// Client-sent headers that would let a client speak for the gateway.
 fn is_identity_header(name: &str) -> bool {
@@ -61,6 +70,9 @@ pub struct Proxy {
     enforcer: Arc<Enforcer>,
     metrics: Arc<Metrics>,
     connections: Arc<ConnectionRegistry>,
+    sessions: Arc<SessionRegistry>,
+    self_service: Arc<SelfService>,
+    trusted: TrustedProxies,
     peer: HttpPeer,
     mode: Mode,
     login_url: Option<HeaderValue>,
@@ -73,6 +85,8 @@ impl Proxy {
         enforcer: Arc<Enforcer>,
         metrics: Arc<Metrics>,
         connections: Arc<ConnectionRegistry>,
+        sessions: Arc<SessionRegistry>,
+        self_service: Arc<SelfService>,
     ) -> Result<Proxy, String> {
         use std::net::ToSocketAddrs;
         let addr = config
@@ -96,6 +110,9 @@ impl Proxy {
             enforcer,
             metrics,
             connections,
+            sessions,
+            self_service,
+            trusted: TrustedProxies::new(config.geoip.trusted_proxies.clone()),
             peer,
             mode: config.enforcement.mode,
             login_url,
@@ -121,6 +138,74 @@ impl Proxy {
             .revocations()
             .check(&token.session_id, token.user_id.as_deref(), token.iat)
             .map(Refusal::Revoked)
+    }
+
+    /// The client's address: the peer, or from `X-Forwarded-For` when the
+    /// peer is a trusted proxy.
+    fn client_ip(&self, session: &Session) -> IpAddr {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if self.trusted.is_empty() {
+            return peer;
+        }
+        let forwarded = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        self.trusted.client_ip(peer, forwarded)
+    }
+
+    /// Answers a `/.sessiongate/` request; answers the decision to count.
+    async fn serve_self_service(&self, session: &mut Session) -> Result<Option<Outcome>> {
+        let mut body = Vec::new();
+        let mut too_large = false;
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_SELF_SERVICE_BODY {
+                too_large = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let client_ip = self.client_ip(session);
+        let resp = if too_large {
+            session.set_keepalive(None);
+            selfservice::Response {
+                status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                headers: vec![(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body: Bytes::from_static(br#"{"error":"payload_too_large"}"#),
+                outcome: None,
+            }
+        } else {
+            let req = session.req_header();
+            self.self_service
+                .handle(&selfservice::Request {
+                    method: &req.method,
+                    path: req.uri.path(),
+                    headers: &req.headers,
+                    body: &body,
+                    client_ip,
+                    now_ms: clock::now_ms(),
+                })
+                .await
+        };
+        let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 1))?;
+        header.insert_header(http::header::CONTENT_LENGTH, resp.body.len())?;
+        for (name, value) in resp.headers {
+            header.insert_header(name, value)?;
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(resp.body), true).await?;
+        Ok(resp.outcome)
     }
 
     /// This request carries no session: neither does its connection now.
@@ -203,12 +288,8 @@ impl ProxyHttp for Proxy {
 
         let refusal = match decision {
             Decision::Reserved => {
-                let body = Bytes::from_static(br#"{"error":"not_found"}"#);
-                let mut resp = ResponseHeader::build(404, Some(2))?;
-                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-                resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-                session.write_response_header(Box::new(resp), false).await?;
-                session.write_response_body(Some(body), true).await?;
+                self.detach();
+                ctx.outcome = self.serve_self_service(session).await?;
                 return Ok(true);
             }
             Decision::Public => {
@@ -223,7 +304,37 @@ impl ProxyHttp for Proxy {
                     return Ok(true);
                 }
                 ctx.websocket = is_websocket_upgrade(session.req_header());
+                let client_ip = self.client_ip(session);
+                let seen = {
+                    let req = session.req_header();
+                    self.sessions.observe(&Sighting {
+                        session_id: &token.session_id,
+                        user_id: token.user_id.as_deref(),
+                        iat: token.iat,
+                        exp: token.exp,
+                        ip: client_ip,
+                        user_agent: req
+                            .headers
+                            .get(http::header::USER_AGENT)
+                            .map(|v| v.as_bytes())
+                            .unwrap_or(b""),
+                        now_ms: clock::now_ms(),
+                    })
+                };
+                if seen.unconfirmed_new_location && self.mode == Mode::Enforce {
+                    ctx.outcome = Some(Outcome::NewLocation);
+                    self.refuse(session, &Refusal::NewLocation).await?;
+                    return Ok(true);
+                }
                 let req = session.req_header_mut();
+                if let Some(geo) = &seen.geo {
+                    if let Some(c) = &geo.country_header {
+                        req.insert_header(X_GEO_COUNTRY, c.clone())?;
+                    }
+                    if let Some(c) = &geo.city_header {
+                        req.insert_header(X_GEO_CITY, c.clone())?;
+                    }
+                }
                 let identity = req
                     .insert_header(X_SESSION_ID, token.session_id.as_str())
                     .and_then(|_| match &token.user_id {

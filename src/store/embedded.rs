@@ -14,6 +14,7 @@ use super::{Changes, Store, StoreError};
 use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
+use crate::sessions::SessionRecord;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS revocations (
@@ -39,7 +40,67 @@ CREATE TABLE IF NOT EXISTS audit (
     reason   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS sessions (
+    sid           TEXT PRIMARY KEY,
+    user_id       TEXT,
+    ip            TEXT NOT NULL,
+    user_agent    TEXT NOT NULL,
+    country       TEXT,
+    city          TEXT,
+    latitude      REAL,
+    longitude     REAL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL,
+    requests      INTEGER NOT NULL,
+    iat           INTEGER,
+    exp           INTEGER,
+    new_location  INTEGER NOT NULL DEFAULT 0,
+    confirmed     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE INDEX IF NOT EXISTS sessions_seen ON sessions (last_seen_ms);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 ";
+
+const SESSION_COLUMNS: &str = "sid, user_id, ip, user_agent, country, city, latitude, longitude, \
+     first_seen_ms, last_seen_ms, requests, iat, exp, new_location, confirmed";
+
+fn row_to_session(row: &Row) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        session_id: row.get(0)?,
+        user_id: row.get(1)?,
+        ip: row.get(2)?,
+        user_agent: row.get(3)?,
+        country: row.get(4)?,
+        city: row.get(5)?,
+        latitude: row.get(6)?,
+        longitude: row.get(7)?,
+        first_seen_ms: row.get(8)?,
+        last_seen_ms: row.get(9)?,
+        requests: row.get::<_, i64>(10)?.max(0) as u64,
+        iat: row.get(11)?,
+        exp: row.get(12)?,
+        new_location: row.get(13)?,
+        confirmed: row.get(14)?,
+    })
+}
+
+fn query_sessions(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<SessionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, row_to_session)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r?);
+    }
+    Ok(out)
+}
 
 const REVOCATION_COLUMNS: &str =
     "seq, kind, target, at_ms, not_before, except_sid, expires_at, reason, actor";
@@ -373,6 +434,120 @@ impl Store for Embedded {
         self.with_reader(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn save_sessions(&self, sessions: Vec<SessionRecord>) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT INTO sessions ({SESSION_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT (sid) DO UPDATE SET
+                        user_id = excluded.user_id, ip = excluded.ip, user_agent = excluded.user_agent,
+                        country = excluded.country, city = excluded.city,
+                        latitude = excluded.latitude, longitude = excluded.longitude,
+                        first_seen_ms = MIN(sessions.first_seen_ms, excluded.first_seen_ms),
+                        last_seen_ms = MAX(sessions.last_seen_ms, excluded.last_seen_ms),
+                        requests = MAX(sessions.requests, excluded.requests),
+                        iat = excluded.iat, exp = excluded.exp,
+                        new_location = excluded.new_location, confirmed = excluded.confirmed"
+                ))?;
+                for s in &sessions {
+                    stmt.execute(params![
+                        s.session_id,
+                        s.user_id,
+                        s.ip,
+                        s.user_agent,
+                        s.country,
+                        s.city,
+                        s.latitude,
+                        s.longitude,
+                        s.first_seen_ms,
+                        s.last_seen_ms,
+                        s.requests.min(i64::MAX as u64) as i64,
+                        s.iat,
+                        s.exp,
+                        s.new_location,
+                        s.confirmed
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_sessions(&self, since_ms: i64) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with_reader(move |conn| {
+            query_sessions(
+                conn,
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE last_seen_ms >= ?1"),
+                params![since_ms],
+            )
+        })
+        .await
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let sid = session_id.to_string();
+        self.with_reader(move |conn| {
+            Ok(query_sessions(
+                conn,
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = ?1"),
+                params![sid],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let user = user_id.to_string();
+        self.with_reader(move |conn| {
+            query_sessions(
+                conn,
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY last_seen_ms DESC LIMIT 1000"
+                ),
+                params![user],
+            )
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with_writer(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM sessions WHERE last_seen_ms < ?1",
+                params![before_ms],
+            )?)
+        })
+        .await
+    }
+
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let key = format!("secret:{name}");
+        self.with_writer(move |conn| {
+            let mut fresh = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, fresh.to_vec()],
+            )?;
+            let value: Vec<u8> =
+                conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                    r.get(0)
+                })?;
+            value
+                .try_into()
+                .map_err(|_| StoreError(format!("meta {key}: not 32 bytes")))
         })
         .await
     }

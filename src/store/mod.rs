@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use crate::audit::AuditEntry;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
+use crate::sessions::SessionRecord;
 
 pub use embedded::Embedded;
 
@@ -83,4 +84,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the store can be read.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes session metadata (insert or replace by session id).
+    async fn save_sessions(&self, sessions: Vec<SessionRecord>) -> Result<(), StoreError>;
+
+    /// Sessions last seen at or after `since_ms`.
+    async fn load_sessions(&self, since_ms: i64) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// One session's metadata.
+    async fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// A user's sessions.
+    async fn user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Deletes sessions last seen before `before_ms`; answers how many.
+    async fn purge_sessions(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    /// A random 32-byte secret shared by every process on this store,
+    /// created on first use (signing CSRF tokens).
+    async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 }

@@ -1,0 +1,547 @@
+//! Self-service on the proxy listener (DESIGN section 7): the user's own
+//! sessions as a page or JSON, and logging one of them out, or all others.
+//!
+//! Authenticated by the user's own session token, like any request. A user
+//! only ever sees and touches sessions whose user id is theirs: anything
+//! else is 404. Every POST carries a CSRF token bound to the current
+//! session (HMAC with a secret shared through the store), as the header
+//! `X-CSRF-Token` or the form field `csrf_token`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::page::{self, PageData};
+use crate::audit::{Action, AuditEntry};
+use crate::authority::{Actor, Authority};
+use crate::clock;
+use crate::enforcement::{Enforcer, Outcome, Refusal};
+use crate::sessions::{self, SessionInfo, SessionRegistry, Sighting};
+use crate::token::VerifiedToken;
+
+/// Where the page lives.
+pub const PAGE: &str = "/.sessiongate/sessions";
+const LOGOUT_OTHERS: &str = "/.sessiongate/logout-others";
+
+/// A request to a self-service path, as plain data.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub client_ip: IpAddr,
+    pub now_ms: i64,
+}
+
+/// The answer: status, headers, body, and the decision to count.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    pub outcome: Option<Outcome>,
+}
+
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn common_headers(content_type: &'static str) -> Vec<(HeaderName, HeaderValue)> {
+    vec![
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ),
+    ]
+}
+
+fn json_response(
+    status: StatusCode,
+    value: serde_json::Value,
+    outcome: Option<Outcome>,
+) -> Response {
+    let mut body = serde_json::to_vec(&value).unwrap_or_default();
+    body.push(b'\n');
+    Response {
+        status,
+        headers: common_headers("application/json"),
+        body: Bytes::from(body),
+        outcome,
+    }
+}
+
+fn html_response(status: StatusCode, html: String, outcome: Option<Outcome>) -> Response {
+    Response {
+        status,
+        headers: common_headers("text/html; charset=utf-8"),
+        body: Bytes::from(html),
+        outcome,
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn error(
+    headers: &HeaderMap,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    outcome: Option<Outcome>,
+) -> Response {
+    if wants_json(headers) {
+        return json_response(status, json!({"error": code, "message": message}), outcome);
+    }
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><main><h1>{title}</h1><p>{msg}</p><p><a href=\"{PAGE}\">Back to your sessions</a></p></main></body></html>",
+        title = page::escape(status.canonical_reason().unwrap_or("Error")),
+        msg = page::escape(message)
+    );
+    html_response(status, html, outcome)
+}
+
+/// One routed action.
+enum Route {
+    List,
+    Revoke(String),
+    Confirm(String),
+    LogoutOthers,
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, (StatusCode, &'static str)> {
+    if path == PAGE || path == "/.sessiongate/sessions/" {
+        return match *method {
+            Method::GET | Method::HEAD => Ok(Route::List),
+            _ => Err((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")),
+        };
+    }
+    if path == LOGOUT_OTHERS {
+        return match *method {
+            Method::POST => Ok(Route::LogoutOthers),
+            _ => Err((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")),
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/.sessiongate/sessions/") {
+        let (sid, action) = rest
+            .rsplit_once('/')
+            .ok_or((StatusCode::NOT_FOUND, "not_found"))?;
+        let sid = percent_encoding::percent_decode_str(sid)
+            .decode_utf8()
+            .map_err(|_| (StatusCode::NOT_FOUND, "not_found"))?
+            .into_owned();
+        if sid.is_empty() || sid.len() > crate::admin::MAX_ID_BYTES {
+            return Err((StatusCode::NOT_FOUND, "not_found"));
+        }
+        let r = match action {
+            "revoke" => Route::Revoke(sid),
+            "confirm" => Route::Confirm(sid),
+            _ => return Err((StatusCode::NOT_FOUND, "not_found")),
+        };
+        return match *method {
+            Method::POST => Ok(r),
+            _ => Err((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")),
+        };
+    }
+    Err((StatusCode::NOT_FOUND, "not_found"))
+}
+
+/// Self-service: pages, JSON and actions.
+pub struct SelfService {
+    enforcer: Arc<Enforcer>,
+    sessions: Arc<SessionRegistry>,
+    authority: Arc<Authority>,
+    csrf_key: tokio::sync::OnceCell<hmac::Key>,
+    login_url: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for SelfService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfService").finish_non_exhaustive()
+    }
+}
+
+impl SelfService {
+    pub fn new(
+        enforcer: Arc<Enforcer>,
+        sessions: Arc<SessionRegistry>,
+        authority: Arc<Authority>,
+        login_url: Option<HeaderValue>,
+    ) -> SelfService {
+        SelfService {
+            enforcer,
+            sessions,
+            authority,
+            csrf_key: tokio::sync::OnceCell::new(),
+            login_url,
+        }
+    }
+
+    async fn csrf_key(&self) -> Result<&hmac::Key, crate::store::StoreError> {
+        self.csrf_key
+            .get_or_try_init(|| async {
+                let secret = self.authority.store().secret("csrf").await?;
+                Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret))
+            })
+            .await
+    }
+
+    /// The CSRF token of a session.
+    async fn csrf_token(&self, session_id: &str) -> Result<String, crate::store::StoreError> {
+        let key = self.csrf_key().await?;
+        let tag = hmac::sign(key, format!("csrf\0{session_id}").as_bytes());
+        Ok(URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// The session's sessions, as the user may see them: theirs, not revoked.
+    async fn visible(&self, user: &str) -> Result<Vec<SessionInfo>, crate::store::StoreError> {
+        let stored = self.authority.store().user_sessions(user).await?;
+        let all = sessions::merge(stored, self.sessions.for_user(user));
+        let revocations = self.authority.revocations();
+        Ok(all
+            .into_iter()
+            .filter(|s| s.user_id.as_deref() == Some(user))
+            .filter(|s| {
+                revocations
+                    .check(&s.session_id, Some(user), s.iat)
+                    .is_none()
+            })
+            .collect())
+    }
+
+    /// A session of `user`, or `None` (also when it belongs to someone else).
+    async fn owned(&self, user: &str, session_id: &str) -> Option<SessionInfo> {
+        let info = match self.sessions.get(session_id) {
+            Some(s) => Some(s),
+            None => self
+                .authority
+                .store()
+                .session(session_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| sessions::merge(vec![r], Vec::new()).remove(0)),
+        }?;
+        (info.user_id.as_deref() == Some(user)).then_some(info)
+    }
+
+    /// Answers one self-service request.
+    pub async fn handle(&self, req: &Request<'_>) -> Response {
+        let route = match route(req.method, req.path) {
+            Ok(r) => r,
+            Err((status, code)) => {
+                return error(req.headers, status, code, "No such page.", None);
+            }
+        };
+        let token = match self
+            .enforcer
+            .authenticate(req.headers, req.now_ms.div_euclid(1000))
+        {
+            Ok(t) => t,
+            Err(refusal) => return self.refused(req, &refusal),
+        };
+        let observed = self.sessions.observe(&Sighting {
+            session_id: &token.session_id,
+            user_id: token.user_id.as_deref(),
+            iat: token.iat,
+            exp: token.exp,
+            ip: req.client_ip,
+            user_agent: req
+                .headers
+                .get(header::USER_AGENT)
+                .map(|v| v.as_bytes())
+                .unwrap_or(b""),
+            now_ms: req.now_ms,
+        });
+        let Some(user) = token.user_id.clone() else {
+            return error(
+                req.headers,
+                StatusCode::FORBIDDEN,
+                "no_user",
+                "This session has no user id, so it has no list of sessions.",
+                Some(Outcome::Allowed),
+            );
+        };
+        if observed.unconfirmed_new_location {
+            return self.refused(req, &Refusal::NewLocation);
+        }
+        let result = match route {
+            Route::List => self.list(req, &token, &user).await,
+            Route::Revoke(sid) => {
+                if let Some(r) = self.check_csrf(req, &token).await {
+                    return r;
+                }
+                self.revoke(req, &user, &sid).await
+            }
+            Route::Confirm(sid) => {
+                if let Some(r) = self.check_csrf(req, &token).await {
+                    return r;
+                }
+                self.confirm(req, &token, &user, &sid).await
+            }
+            Route::LogoutOthers => {
+                if let Some(r) = self.check_csrf(req, &token).await {
+                    return r;
+                }
+                self.logout_others(req, &token, &user).await
+            }
+        };
+        result.unwrap_or_else(|e| {
+            error(
+                req.headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                &e.to_string(),
+                Some(Outcome::Allowed),
+            )
+        })
+    }
+
+    fn refused(&self, req: &Request<'_>, refusal: &Refusal) -> Response {
+        let wants_html = !wants_json(req.headers);
+        let r = refusal.render(self.login_url.as_ref(), wants_html);
+        let mut headers = vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
+        headers.extend(r.headers);
+        Response {
+            status: r.status,
+            headers,
+            body: r.body,
+            outcome: Some(refusal.outcome()),
+        }
+    }
+
+    async fn check_csrf(&self, req: &Request<'_>, token: &VerifiedToken) -> Option<Response> {
+        let presented = req
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                let is_form = req
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+                is_form
+                    .then(|| {
+                        form_urlencoded::parse(req.body)
+                            .find(|(k, _)| k == "csrf_token")
+                            .map(|(_, v)| v.into_owned())
+                    })
+                    .flatten()
+            });
+        let expected = match self.csrf_token(&token.session_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                return Some(error(
+                    req.headers,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &e.to_string(),
+                    Some(Outcome::Allowed),
+                ))
+            }
+        };
+        let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
+        (!ok).then(|| {
+            error(
+                req.headers,
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                "The form was stale or did not come from this page. Reload the page and try again.",
+                Some(Outcome::Allowed),
+            )
+        })
+    }
+
+    fn done(&self, req: &Request<'_>, value: serde_json::Value) -> Response {
+        if wants_json(req.headers) {
+            return json_response(StatusCode::OK, value, Some(Outcome::Allowed));
+        }
+        let mut headers = common_headers("text/plain; charset=utf-8");
+        headers.push((header::LOCATION, HeaderValue::from_static(PAGE)));
+        Response {
+            status: StatusCode::SEE_OTHER,
+            headers,
+            body: Bytes::from_static(b"See /.sessiongate/sessions\n"),
+            outcome: Some(Outcome::Allowed),
+        }
+    }
+
+    async fn list(
+        &self,
+        req: &Request<'_>,
+        token: &VerifiedToken,
+        user: &str,
+    ) -> Result<Response, crate::store::StoreError> {
+        let visible = self.visible(user).await?;
+        let csrf = self.csrf_token(&token.session_id).await?;
+        if wants_json(req.headers) {
+            let list: Vec<serde_json::Value> = visible
+                .iter()
+                .map(|s| s.view(None, Some(s.session_id == token.session_id)))
+                .collect();
+            return Ok(json_response(
+                StatusCode::OK,
+                json!({
+                    "user_id": user,
+                    "current_session_id": token.session_id,
+                    "csrf_token": csrf,
+                    "sessions": list,
+                }),
+                Some(Outcome::Allowed),
+            ));
+        }
+        let html = page::render(&PageData {
+            user_id: user,
+            current_session_id: &token.session_id,
+            csrf_token: &csrf,
+            sessions: &visible,
+            now_ms: req.now_ms,
+            notice: None,
+        });
+        Ok(html_response(StatusCode::OK, html, Some(Outcome::Allowed)))
+    }
+
+    async fn revoke(
+        &self,
+        req: &Request<'_>,
+        user: &str,
+        sid: &str,
+    ) -> Result<Response, crate::store::StoreError> {
+        let Some(target) = self.owned(user, sid).await else {
+            return Ok(error(
+                req.headers,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such session.",
+                Some(Outcome::Allowed),
+            ));
+        };
+        let actor = Actor::user(user, Some(req.client_ip.to_string()));
+        let r = self
+            .authority
+            .revoke_session(
+                &target.session_id,
+                target.exp,
+                "logged out by the user",
+                &actor,
+            )
+            .await?;
+        Ok(self.done(
+            req,
+            json!({
+                "session_id": r.session_id,
+                "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
+                "reason": r.reason,
+            }),
+        ))
+    }
+
+    async fn confirm(
+        &self,
+        req: &Request<'_>,
+        token: &VerifiedToken,
+        user: &str,
+        sid: &str,
+    ) -> Result<Response, crate::store::StoreError> {
+        let Some(target) = self.owned(user, sid).await else {
+            return Ok(error(
+                req.headers,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such session.",
+                Some(Outcome::Allowed),
+            ));
+        };
+        if target.session_id == token.session_id {
+            return Ok(error(
+                req.headers,
+                StatusCode::FORBIDDEN,
+                "confirm_from_another_session",
+                "A new location is confirmed from one of your other sessions.",
+                Some(Outcome::Allowed),
+            ));
+        }
+        if !self.sessions.confirm_location(&target.session_id) {
+            let mut stored = match self.authority.store().session(&target.session_id).await? {
+                Some(r) => r,
+                None => {
+                    return Ok(error(
+                        req.headers,
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "No such session.",
+                        Some(Outcome::Allowed),
+                    ))
+                }
+            };
+            stored.confirmed = true;
+            self.authority.store().save_sessions(vec![stored]).await?;
+        }
+        let entry = AuditEntry {
+            at_ms: req.now_ms,
+            actor: format!("user:{user}"),
+            actor_ip: Some(req.client_ip.to_string()),
+            action: Action::ConfirmLocation,
+            target: format!("session:{}", target.session_id),
+            reason: String::new(),
+        };
+        self.authority.store().append_audit(entry.clone()).await?;
+        entry.log();
+        Ok(self.done(
+            req,
+            json!({"session_id": target.session_id, "confirmed": true}),
+        ))
+    }
+
+    async fn logout_others(
+        &self,
+        req: &Request<'_>,
+        token: &VerifiedToken,
+        user: &str,
+    ) -> Result<Response, crate::store::StoreError> {
+        let actor = Actor::user(user, Some(req.client_ip.to_string()));
+        let c = self
+            .authority
+            .revoke_user(
+                user,
+                Some(&token.session_id),
+                "logged out all other sessions",
+                &actor,
+            )
+            .await?;
+        Ok(self.done(
+            req,
+            json!({
+                "user_id": c.user_id,
+                "not_before": clock::rfc3339_s(c.not_before),
+                "except": c.except,
+            }),
+        ))
+    }
+}

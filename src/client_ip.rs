@@ -1,0 +1,136 @@
+//! Who the client is, network-wise: the peer address, or the right-most
+//! address of `X-Forwarded-For` that is not a trusted proxy, believed only
+//! when the peer itself is a trusted proxy (nginx `real_ip_recursive on`).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Trusted proxy networks, from `geoip.trusted_proxies`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+}
+
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    // "[2001:db8::1]:443" or "192.0.2.1:8080"
+    hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip())
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        TrustedProxies { nets }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client address for a request from `peer` carrying these
+    /// `X-Forwarded-For` values (in header order). Walks the hops from the
+    /// right while the current address is a trusted proxy; stops at the
+    /// first address that is not, or at a hop that is not an address.
+    pub fn client_ip<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    ) -> IpAddr {
+        let mut client = canonical(peer);
+        if self.nets.is_empty() || !self.trusts(client) {
+            return client;
+        }
+        for value in forwarded_for.rev() {
+            for hop in value.rsplit(',') {
+                if !self.trusts(client) {
+                    return client;
+                }
+                match parse_hop(hop) {
+                    Some(ip) => client = canonical(ip),
+                    None => return client,
+                }
+            }
+        }
+        client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> TrustedProxies {
+        TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.168.1.1/32".parse().unwrap(),
+        ])
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_header_is_ignored() {
+        let t = trusted();
+        assert_eq!(
+            t.client_ip(ip("203.0.113.9"), ["1.2.3.4"].into_iter()),
+            ip("203.0.113.9")
+        );
+        let none = TrustedProxies::default();
+        assert_eq!(
+            none.client_ip(ip("10.0.0.1"), ["1.2.3.4"].into_iter()),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn right_most_untrusted_hop_wins() {
+        let t = trusted();
+        // spoofed, real client, inner proxy
+        assert_eq!(
+            t.client_ip(
+                ip("10.0.0.1"),
+                ["6.6.6.6, 81.2.69.142, 10.0.0.2"].into_iter()
+            ),
+            ip("81.2.69.142")
+        );
+        // several header lines count as one list
+        assert_eq!(
+            t.client_ip(
+                ip("10.0.0.1"),
+                ["6.6.6.6", "81.2.69.142:5555, 192.168.1.1"].into_iter()
+            ),
+            ip("81.2.69.142")
+        );
+        // all trusted: the left-most
+        assert_eq!(
+            t.client_ip(ip("10.0.0.1"), ["10.9.9.9"].into_iter()),
+            ip("10.9.9.9")
+        );
+        // garbage stops the walk at the last good address
+        assert_eq!(
+            t.client_ip(ip("10.0.0.1"), ["1.1.1.1, bogus"].into_iter()),
+            ip("10.0.0.1")
+        );
+        // v4-mapped peers count as v4
+        assert_eq!(
+            t.client_ip(ip("::ffff:10.0.0.1"), ["[2001:db8::7]:443"].into_iter()),
+            ip("2001:db8::7")
+        );
+    }
+}

@@ -1,0 +1,594 @@
+//! The registry of live sessions: who, from which device and where, first
+//! and last seen, how many requests. It feeds the "where you're logged in"
+//! page, the admin session endpoints and the `X-Geo-*` headers.
+//!
+//! Every allowed request calls [`SessionRegistry::observe`]. For a session
+//! already seen with the same User-Agent and address that is a map update
+//! (no parsing, no lookup, no allocation); a new session, or one whose
+//! address or browser changed, parses the User-Agent, looks the address up
+//! (cached) and checks for a new location. Changes are written to the store
+//! in batches by a background task ([`SessionRegistry::take_dirty`]), not
+//! once per request.
+
+pub mod device;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use serde_json::{json, Value};
+
+use crate::audit::{Action, AuditEntry};
+use crate::clock;
+use crate::geoip::{Geo, GeoIp};
+use crate::metrics::Metrics;
+use crate::revocation::Revoked;
+use crate::store::Store;
+pub use device::{Device, DeviceKind};
+
+/// How far back a user's sessions count when deciding whether a location
+/// is new.
+pub const NEW_LOCATION_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// A session as stored durably.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub ip: String,
+    pub user_agent: String,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub requests: u64,
+    pub iat: Option<i64>,
+    pub exp: Option<i64>,
+    pub new_location: bool,
+    pub confirmed: bool,
+}
+
+/// A session as the pages and the admin API show it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub ip: String,
+    pub geo: Option<Arc<Geo>>,
+    pub device: Arc<Device>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub requests: u64,
+    pub iat: Option<i64>,
+    pub exp: Option<i64>,
+    /// Appeared from a country none of the user's recent sessions came from.
+    pub new_location: bool,
+    /// The user confirmed that new location from another session.
+    pub confirmed: bool,
+}
+
+impl SessionInfo {
+    /// The session object of DESIGN section 10. `current` is added for
+    /// self-service.
+    pub fn view(&self, revoked: Option<&Revoked>, current: Option<bool>) -> Value {
+        let geo = self.geo.as_ref().map(|g| {
+            json!({"country": g.country, "city": g.city, "latitude": g.latitude, "longitude": g.longitude})
+        });
+        let mut v = json!({
+            "session_id": self.session_id,
+            "user_id": self.user_id,
+            "ip": self.ip,
+            "geo": geo,
+            "device": {
+                "browser": self.device.browser,
+                "os": self.device.os,
+                "kind": self.device.kind,
+                "user_agent": self.device.user_agent,
+            },
+            "first_seen": clock::rfc3339_ms(self.first_seen_ms),
+            "last_seen": clock::rfc3339_ms(self.last_seen_ms),
+            "requests": self.requests,
+            "revoked": revoked.is_some(),
+            "revoked_at": revoked.map(|r| clock::rfc3339_ms(r.revoked_at_ms)),
+            "expires_at": self.exp.map(clock::rfc3339_s),
+            "new_location": self.new_location && !self.confirmed,
+        });
+        if let Some(c) = current {
+            v["current"] = json!(c);
+        }
+        v
+    }
+
+    fn from_record(r: SessionRecord) -> SessionInfo {
+        let geo = (r.country.is_some() || r.city.is_some() || r.latitude.is_some())
+            .then(|| Arc::new(Geo::from_parts(r.country, r.city, r.latitude, r.longitude)));
+        SessionInfo {
+            device: Arc::new(Device::parse(&r.user_agent)),
+            session_id: r.session_id,
+            user_id: r.user_id,
+            ip: r.ip,
+            geo,
+            first_seen_ms: r.first_seen_ms,
+            last_seen_ms: r.last_seen_ms,
+            requests: r.requests,
+            iat: r.iat,
+            exp: r.exp,
+            new_location: r.new_location,
+            confirmed: r.confirmed,
+        }
+    }
+}
+
+/// One request's facts about its session.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting<'a> {
+    pub session_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub iat: Option<i64>,
+    pub exp: Option<i64>,
+    pub ip: IpAddr,
+    pub user_agent: &'a [u8],
+    pub now_ms: i64,
+}
+
+/// What the request path needs back.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub geo: Option<Arc<Geo>>,
+    /// A new location not yet confirmed by the user.
+    pub unconfirmed_new_location: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    user: Option<Arc<str>>,
+    ip: IpAddr,
+    user_agent: Arc<str>,
+    device: Arc<Device>,
+    geo: Option<Arc<Geo>>,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    requests: u64,
+    iat: Option<i64>,
+    exp: Option<i64>,
+    new_location: bool,
+    confirmed: bool,
+    dirty: bool,
+}
+
+impl Entry {
+    fn info(&self, session_id: &str) -> SessionInfo {
+        SessionInfo {
+            session_id: session_id.to_string(),
+            user_id: self.user.as_deref().map(String::from),
+            ip: self.ip.to_string(),
+            geo: self.geo.clone(),
+            device: self.device.clone(),
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            requests: self.requests,
+            iat: self.iat,
+            exp: self.exp,
+            new_location: self.new_location,
+            confirmed: self.confirmed,
+        }
+    }
+
+    fn record(&self, session_id: &str) -> SessionRecord {
+        SessionRecord {
+            session_id: session_id.to_string(),
+            user_id: self.user.as_deref().map(String::from),
+            ip: self.ip.to_string(),
+            user_agent: self.user_agent.to_string(),
+            country: self.geo.as_ref().and_then(|g| g.country.clone()),
+            city: self.geo.as_ref().and_then(|g| g.city.clone()),
+            latitude: self.geo.as_ref().and_then(|g| g.latitude),
+            longitude: self.geo.as_ref().and_then(|g| g.longitude),
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            requests: self.requests,
+            iat: self.iat,
+            exp: self.exp,
+            new_location: self.new_location,
+            confirmed: self.confirmed,
+        }
+    }
+}
+
+/// Settings of the registry, from `[sessions]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryLimits {
+    pub max_tracked: usize,
+    pub idle_ttl_ms: i64,
+    pub refuse_new_location: bool,
+}
+
+/// Live sessions, by id and by user.
+pub struct SessionRegistry {
+    sessions: DashMap<Arc<str>, Entry>,
+    by_user: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    dirty: Mutex<Vec<Arc<str>>>,
+    geoip: Arc<GeoIp>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    limits: RegistryLimits,
+}
+
+impl std::fmt::Debug for SessionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRegistry")
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionRegistry {
+    pub fn new(
+        geoip: Arc<GeoIp>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        limits: RegistryLimits,
+    ) -> SessionRegistry {
+        SessionRegistry {
+            sessions: DashMap::new(),
+            by_user: DashMap::new(),
+            dirty: Mutex::new(Vec::new()),
+            geoip,
+            store,
+            metrics,
+            limits,
+        }
+    }
+
+    pub fn geoip(&self) -> &Arc<GeoIp> {
+        &self.geoip
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    fn mark_dirty(&self, key: &Arc<str>, e: &mut Entry) {
+        if !e.dirty {
+            e.dirty = true;
+            if let Ok(mut d) = self.dirty.lock() {
+                d.push(key.clone());
+            }
+        }
+    }
+
+    /// Records one allowed request of a session.
+    #[inline]
+    pub fn observe(&self, s: &Sighting) -> Observation {
+        if let Some(mut e) = self.sessions.get_mut(s.session_id) {
+            if e.ip == s.ip && e.user_agent.as_bytes() == s.user_agent {
+                e.last_seen_ms = s.now_ms;
+                e.requests += 1;
+                e.exp = s.exp.or(e.exp);
+                let key = e.key().clone();
+                self.mark_dirty(&key, &mut e);
+                return Observation {
+                    geo: e.geo.clone(),
+                    unconfirmed_new_location: self.limits.refuse_new_location
+                        && e.new_location
+                        && !e.confirmed,
+                };
+            }
+        }
+        self.observe_changed(s)
+    }
+
+    /// A new session, or one whose address or browser changed.
+    fn observe_changed(&self, s: &Sighting) -> Observation {
+        let user_agent = String::from_utf8_lossy(s.user_agent);
+        let device = Arc::new(Device::parse(&user_agent));
+        let geo = self.geoip.lookup(s.ip);
+        let previous = self.sessions.get(s.session_id).map(|e| {
+            (
+                e.geo.as_ref().and_then(|g| g.country.clone()),
+                e.new_location,
+                e.confirmed,
+            )
+        });
+        if previous.is_none() && self.sessions.len() >= self.limits.max_tracked {
+            // Full: the request goes on, the session is not tracked.
+            return Observation {
+                geo,
+                unconfirmed_new_location: false,
+            };
+        }
+        let country = geo.as_ref().and_then(|g| g.country.clone());
+        let new_here = match (&country, s.user_id) {
+            (Some(c), Some(u)) => self.is_new_location(
+                u,
+                s.session_id,
+                c,
+                previous.as_ref().and_then(|p| p.0.as_deref()),
+                s.now_ms,
+            ),
+            _ => false,
+        };
+        let (was_new, was_confirmed) = previous
+            .as_ref()
+            .map(|p| (p.1, p.2))
+            .unwrap_or((false, false));
+        let new_location = was_new || new_here;
+        let confirmed = was_confirmed && !new_here;
+
+        let key: Arc<str> = Arc::from(s.session_id);
+        let user: Option<Arc<str>> = s.user_id.map(Arc::from);
+        let is_new;
+        {
+            let mut entry = self.sessions.entry(key.clone()).or_insert_with(|| Entry {
+                user: user.clone(),
+                ip: s.ip,
+                user_agent: Arc::from(user_agent.as_ref()),
+                device: device.clone(),
+                geo: geo.clone(),
+                first_seen_ms: s.now_ms,
+                last_seen_ms: s.now_ms,
+                requests: 0,
+                iat: s.iat,
+                exp: s.exp,
+                new_location,
+                confirmed,
+                dirty: false,
+            });
+            let e = entry.value_mut();
+            is_new = e.requests == 0;
+            e.ip = s.ip;
+            e.user_agent = Arc::from(user_agent.as_ref());
+            e.device = device;
+            e.geo = geo.clone();
+            e.last_seen_ms = s.now_ms;
+            e.requests += 1;
+            e.iat = s.iat.or(e.iat);
+            e.exp = s.exp.or(e.exp);
+            e.new_location = new_location;
+            e.confirmed = confirmed;
+            let k = entry.key().clone();
+            self.mark_dirty(&k, entry.value_mut());
+        }
+        if is_new {
+            if let Some(u) = &user {
+                self.by_user
+                    .entry(u.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            self.metrics
+                .tracked_sessions
+                .set(self.sessions.len() as i64);
+        }
+        if new_here {
+            self.metrics.new_locations.inc();
+            let entry = AuditEntry {
+                at_ms: s.now_ms,
+                actor: "gateway".into(),
+                actor_ip: Some(s.ip.to_string()),
+                action: Action::NewLocation,
+                target: format!("session:{}", s.session_id),
+                reason: format!(
+                    "user {} seen from {}",
+                    s.user_id.unwrap_or(""),
+                    country.as_deref().unwrap_or("?")
+                ),
+            };
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.append_audit(entry.clone()).await {
+                    tracing::warn!(error = %e, "cannot write new-location audit entry");
+                }
+                entry.log();
+            });
+        }
+        Observation {
+            geo,
+            unconfirmed_new_location: self.limits.refuse_new_location && new_location && !confirmed,
+        }
+    }
+
+    /// True when `user` has recent sessions (other than this one's previous
+    /// state), none of them from `country`.
+    fn is_new_location(
+        &self,
+        user: &str,
+        session_id: &str,
+        country: &str,
+        previous_country: Option<&str>,
+        now_ms: i64,
+    ) -> bool {
+        if previous_country == Some(country) {
+            return false;
+        }
+        let since = now_ms - NEW_LOCATION_WINDOW_MS;
+        let others: Vec<Arc<str>> = self
+            .by_user
+            .get(user)
+            .map(|s| s.iter().filter(|k| &***k != session_id).cloned().collect())
+            .unwrap_or_default();
+        let mut history = previous_country.is_some();
+        for k in others {
+            let Some(e) = self.sessions.get(&k) else {
+                continue;
+            };
+            if e.last_seen_ms < since {
+                continue;
+            }
+            let c = e.geo.as_ref().and_then(|g| g.country.as_deref());
+            if c == Some(country) {
+                return false;
+            }
+            history |= c.is_some();
+        }
+        history
+    }
+
+    /// The user confirms the new location of `session_id`.
+    pub fn confirm_location(&self, session_id: &str) -> bool {
+        match self.sessions.get_mut(session_id) {
+            Some(mut e) => {
+                e.confirmed = true;
+                let k = e.key().clone();
+                self.mark_dirty(&k, &mut e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One session, from memory.
+    pub fn get(&self, session_id: &str) -> Option<SessionInfo> {
+        self.sessions.get(session_id).map(|e| e.info(session_id))
+    }
+
+    /// The user's sessions in memory.
+    pub fn for_user(&self, user: &str) -> Vec<SessionInfo> {
+        let keys: Vec<Arc<str>> = self
+            .by_user
+            .get(user)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        keys.iter()
+            .filter_map(|k| self.sessions.get(k).map(|e| e.info(k)))
+            .collect()
+    }
+
+    /// Sessions changed since the last call, as records to persist.
+    pub fn take_dirty(&self) -> Vec<SessionRecord> {
+        let keys = match self.dirty.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(_) => return Vec::new(),
+        };
+        keys.iter()
+            .filter_map(|k| {
+                self.sessions.get_mut(k).map(|mut e| {
+                    e.dirty = false;
+                    e.record(k)
+                })
+            })
+            .collect()
+    }
+
+    /// Marks sessions dirty again (their write failed).
+    pub fn retry_dirty(&self, records: &[SessionRecord]) {
+        for r in records {
+            if let Some(mut e) = self.sessions.get_mut(r.session_id.as_str()) {
+                let k = e.key().clone();
+                self.mark_dirty(&k, &mut e);
+            }
+        }
+    }
+
+    /// Loads persisted sessions (start-up); memory wins where both exist.
+    pub fn load(&self, records: Vec<SessionRecord>) {
+        for r in records {
+            let Ok(ip) = r.ip.parse::<IpAddr>() else {
+                continue;
+            };
+            let info = SessionInfo::from_record(r.clone());
+            let key: Arc<str> = Arc::from(r.session_id.as_str());
+            let user: Option<Arc<str>> = r.user_id.as_deref().map(Arc::from);
+            if self.sessions.contains_key(&key) {
+                continue;
+            }
+            self.sessions.insert(
+                key.clone(),
+                Entry {
+                    user: user.clone(),
+                    ip,
+                    user_agent: Arc::from(r.user_agent.as_str()),
+                    device: info.device,
+                    geo: info.geo,
+                    first_seen_ms: r.first_seen_ms,
+                    last_seen_ms: r.last_seen_ms,
+                    requests: r.requests,
+                    iat: r.iat,
+                    exp: r.exp,
+                    new_location: r.new_location,
+                    confirmed: r.confirmed,
+                    dirty: false,
+                },
+            );
+            if let Some(u) = user {
+                self.by_user.entry(u).or_default().insert(key);
+            }
+        }
+        self.metrics
+            .tracked_sessions
+            .set(self.sessions.len() as i64);
+    }
+
+    /// Forgets sessions idle longer than the idle TTL, then the least
+    /// recently seen ones while above `max_tracked`. Answers how many.
+    pub fn purge(&self, now_ms: i64) -> usize {
+        let cutoff = now_ms - self.limits.idle_ttl_ms;
+        let mut removed: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
+        self.sessions.retain(|k, e| {
+            let keep = e.last_seen_ms >= cutoff;
+            if !keep {
+                removed.push((k.clone(), e.user.clone()));
+            }
+            keep
+        });
+        let over = self.sessions.len().saturating_sub(self.limits.max_tracked);
+        if over > 0 {
+            let mut by_age: Vec<(i64, Arc<str>)> = self
+                .sessions
+                .iter()
+                .map(|e| (e.last_seen_ms, e.key().clone()))
+                .collect();
+            by_age.sort_unstable_by_key(|(t, _)| *t);
+            for (_, k) in by_age.into_iter().take(over) {
+                if let Some((k, e)) = self.sessions.remove(&k) {
+                    removed.push((k, e.user));
+                }
+            }
+        }
+        for (k, user) in &removed {
+            if let Some(u) = user {
+                if let dashmap::Entry::Occupied(mut o) = self.by_user.entry(u.clone()) {
+                    o.get_mut().remove(k);
+                    if o.get().is_empty() {
+                        o.remove();
+                    }
+                }
+            }
+        }
+        self.metrics
+            .tracked_sessions
+            .set(self.sessions.len() as i64);
+        removed.len()
+    }
+}
+
+/// Merges stored and in-memory views of a user's sessions (memory is
+/// fresher), newest `last_seen` first.
+pub fn merge(stored: Vec<SessionRecord>, live: Vec<SessionInfo>) -> Vec<SessionInfo> {
+    let mut by_id: HashMap<String, SessionInfo> = stored
+        .into_iter()
+        .map(|r| (r.session_id.clone(), SessionInfo::from_record(r)))
+        .collect();
+    for s in live {
+        match by_id.get(&s.session_id) {
+            Some(old) if old.last_seen_ms > s.last_seen_ms => {}
+            _ => {
+                by_id.insert(s.session_id.clone(), s);
+            }
+        }
+    }
+    let mut all: Vec<SessionInfo> = by_id.into_values().collect();
+    all.sort_by(|a, b| {
+        b.last_seen_ms
+            .cmp(&a.last_seen_ms)
+            .then(a.session_id.cmp(&b.session_id))
+    });
+    all
+}
