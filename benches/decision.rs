@@ -4,6 +4,10 @@
 //! into a `serde_json::Value` plus a `HashSet<String>` lookup, which is what
 //! a first implementation would do.
 //!
+//! A second group measures the same decision followed by the session
+//! registry update every allowed request makes (same session, same
+//! User-Agent and address: the hot path), against the decision alone.
+//!
 //! Run: `cargo bench --bench decision`
 //! Last figures: see README "Performance" (same machine, same run).
 
@@ -18,7 +22,11 @@ use serde_json::json;
 
 use sessiongate::config::Config;
 use sessiongate::enforcement::{Decision, Enforcer};
+use sessiongate::geoip::GeoIp;
+use sessiongate::metrics::Metrics;
 use sessiongate::revocation::{RevocationSet, SessionRevocation, UserCutoff};
+use sessiongate::sessions::{RegistryLimits, SessionRegistry, Sighting};
+use sessiongate::store::Embedded;
 
 const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
@@ -97,6 +105,58 @@ fn bench(c: &mut Criterion) {
             let data = jsonwebtoken::decode::<serde_json::Value>(raw, &key, &validation).unwrap();
             let sid = data.claims["sid"].as_str().unwrap().to_string();
             revoked.contains(&sid)
+        })
+    });
+    group.finish();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Embedded::open(&dir.path().join("s.db"), std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let registry = SessionRegistry::new(
+        Arc::new(GeoIp::open(None).unwrap()),
+        store,
+        Arc::new(Metrics::new(prometheus::Registry::new()).unwrap()),
+        RegistryLimits {
+            max_tracked: 1_000_000,
+            idle_ttl_ms: 30 * 86_400_000,
+            refuse_new_location: false,
+        },
+    );
+    // 10 k other sessions in the registry, like the load runs.
+    let ua = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+    let ip: std::net::IpAddr = "81.2.69.142".parse().unwrap();
+    for i in 0..10_000 {
+        let sid = format!("other-{i}");
+        registry.observe(&Sighting {
+            session_id: &sid,
+            user_id: Some("someone"),
+            iat: None,
+            exp: None,
+            ip,
+            user_agent: ua,
+            now_ms: now * 1000,
+        });
+    }
+    let mut group = c.benchmark_group("decision_with_registry_hs256");
+    group.bench_function("decide", |b| {
+        b.iter(|| enforcer.decide(std::hint::black_box("/app"), &headers, now))
+    });
+    group.bench_function("decide_and_record_session", |b| {
+        b.iter(|| {
+            let d = enforcer.decide(std::hint::black_box("/app"), &headers, now);
+            if let Decision::Allow(t) = &d {
+                std::hint::black_box(registry.observe(&Sighting {
+                    session_id: &t.session_id,
+                    user_id: t.user_id.as_deref(),
+                    iat: t.iat,
+                    exp: t.exp,
+                    ip,
+                    user_agent: ua,
+                    now_ms: now * 1000,
+                }));
+            }
+            d
         })
     });
     group.finish();

@@ -2,7 +2,7 @@
 //! admin API refused or failed (or the gateway could not start), 2 on usage
 //! or configuration errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -82,6 +82,13 @@ pub enum Command {
         except: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// List a user's sessions as a table (admin client).
+    Sessions {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -189,7 +196,73 @@ pub fn main() -> ExitCode {
                 serde_json::to_string_pretty(v).unwrap_or_default()
             })
         }
+        Command::Sessions { admin, user } => {
+            let path = format!("/v1/users/{}/sessions", encode_segment(&user));
+            admin_call(&admin, reqwest::Method::GET, &path, &[], sessions_table)
+        }
     }
+}
+
+/// The sessions of `GET /v1/users/{sub}/sessions` as an aligned table.
+fn sessions_table(v: &serde_json::Value) -> String {
+    let text = |x: &serde_json::Value| x.as_str().unwrap_or("-").to_string();
+    let mut rows = vec![[
+        "SESSION".to_string(),
+        "DEVICE".to_string(),
+        "LOCATION".to_string(),
+        "IP".to_string(),
+        "FIRST SEEN".to_string(),
+        "LAST SEEN".to_string(),
+        "REQUESTS".to_string(),
+        "STATUS".to_string(),
+    ]];
+    for s in v["sessions"].as_array().into_iter().flatten() {
+        let device = match (s["device"]["browser"].as_str(), s["device"]["os"].as_str()) {
+            (Some(b), Some(o)) => format!("{b} on {o}"),
+            (Some(x), None) | (None, Some(x)) => x.to_string(),
+            (None, None) => "unknown".into(),
+        };
+        let location = match (s["geo"]["city"].as_str(), s["geo"]["country"].as_str()) {
+            (Some(city), Some(c)) => format!("{city}, {c}"),
+            (None, Some(c)) => c.to_string(),
+            _ => "-".into(),
+        };
+        let status = if s["revoked"].as_bool() == Some(true) {
+            "revoked".to_string()
+        } else if s["new_location"].as_bool() == Some(true) {
+            "active, new location".to_string()
+        } else {
+            "active".to_string()
+        };
+        rows.push([
+            text(&s["session_id"]),
+            device,
+            location,
+            text(&s["ip"]),
+            text(&s["first_seen"]),
+            text(&s["last_seen"]),
+            s["requests"].to_string(),
+            status,
+        ]);
+    }
+    if rows.len() == 1 {
+        return "no sessions".into();
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn config_error(e: crate::config::ConfigError) -> ExitCode {
@@ -330,13 +403,5 @@ fn admin_call(
             eprintln!("{e}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// The directory of `path`, for resolving what sits next to a config file.
-pub fn config_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }

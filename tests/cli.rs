@@ -238,3 +238,84 @@ async fn revoke_command_exit_codes() {
         .unwrap();
     assert_eq!(down.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn sessions_command_prints_a_table() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    get_as(
+        &gw,
+        "/",
+        &hs256(&claims("zoe", "zoe-laptop")),
+        CHROME_WINDOWS,
+        "127.0.0.1",
+    )
+    .await;
+    get_as(
+        &gw,
+        "/",
+        &hs256(&claims("zoe", "zoe-phone")),
+        SAFARI_IPHONE,
+        "127.0.0.1",
+    )
+    .await;
+    gw.revoke_session("zoe-phone", "lost").await;
+    let out = Command::new(binary())
+        .args([
+            "sessions",
+            "--admin",
+            &format!("http://{}", gw.admin),
+            "--user",
+            "zoe",
+        ])
+        .env("SESSIONGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("SESSION"));
+    assert!(
+        lines[1].starts_with("zoe-phone")
+            && lines[1].contains("Safari on iOS")
+            && lines[1].ends_with("revoked")
+    );
+    assert!(
+        lines[2].starts_with("zoe-laptop")
+            && lines[2].contains("Chrome on Windows 10")
+            && lines[2].ends_with("active")
+    );
+
+    let none = Command::new(binary())
+        .args([
+            "sessions",
+            "--admin",
+            &format!("http://{}", gw.admin),
+            "--user",
+            "nobody",
+            "--token",
+            ADMIN_TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "no sessions");
+    let refused = Command::new(binary())
+        .args([
+            "sessions",
+            "--admin",
+            &format!("http://{}", gw.admin),
+            "--user",
+            "zoe",
+            "--token",
+            "wrong",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+}

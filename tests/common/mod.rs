@@ -661,7 +661,8 @@ pub async fn raw_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -
 
 pub const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 pub const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
-pub const FIREFOX_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.4; rv:125.0) Gecko/20100101 Firefox/125.0";
+pub const FIREFOX_MAC: &str =
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.4; rv:125.0) Gecko/20100101 Firefox/125.0";
 
 /// Addresses the generated City database knows (documentation ranges).
 pub const IP_LONDON: &str = "198.51.100.7";
@@ -685,7 +686,8 @@ pub fn city_database(dir: &Path) -> PathBuf {
             "city": {"names": {"en": city}},
             "location": {"latitude": lat, "longitude": lon},
         });
-        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &record).unwrap();
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &record)
+            .unwrap();
     }
     let path = dir.join("city.mmdb");
     std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
@@ -702,8 +704,10 @@ pub fn flat_city_database(dir: &Path) -> PathBuf {
         ("203.0.113.0/24", "CH", "Geneva", 46.2044, 6.1432),
     ];
     for (net, country, city, lat, lon) in entries {
-        let record = json!({"country_code": country, "city": city, "latitude": lat, "longitude": lon});
-        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &record).unwrap();
+        let record =
+            json!({"country_code": country, "city": city, "latitude": lat, "longitude": lon});
+        w.insert(net.parse::<ipnet::IpNet>().unwrap(), &record)
+            .unwrap();
     }
     let path = dir.join("flat-city.mmdb");
     std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
@@ -724,7 +728,13 @@ pub fn geo_config(upstream: SocketAddr, database: Option<&Path>) -> GatewayConfi
 }
 
 /// GET on the proxy as a given device from a given address.
-pub async fn get_as(gw: &Gateway, path: &str, token: &str, user_agent: &str, ip: &str) -> reqwest::Response {
+pub async fn get_as(
+    gw: &Gateway,
+    path: &str,
+    token: &str,
+    user_agent: &str,
+    ip: &str,
+) -> reqwest::Response {
     reqwest::Client::new()
         .get(gw.url(path))
         .bearer_auth(token)
