@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::clock;
 
 /// What was done. Serialised in snake_case as DESIGN section 10 lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     RevokeSession,

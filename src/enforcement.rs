@@ -29,10 +29,11 @@ pub enum Outcome {
     TokenExpired = 4,
     SessionRevoked = 5,
     NewLocation = 6,
+    StoreUnavailable = 7,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::MissingToken,
@@ -40,6 +41,7 @@ impl Outcome {
         Outcome::TokenExpired,
         Outcome::SessionRevoked,
         Outcome::NewLocation,
+        Outcome::StoreUnavailable,
     ];
 
     pub fn label(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Outcome {
             Outcome::TokenExpired => "token_expired",
             Outcome::SessionRevoked => "session_revoked",
             Outcome::NewLocation => "new_location",
+            Outcome::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -66,6 +69,9 @@ pub enum Refusal {
     /// Seen from a new country; refused until the user confirms it
     /// (`sessions.refuse_new_location`).
     NewLocation,
+    /// The store has been unreachable longer than
+    /// `enforcement.fail_closed_after_s`: revocation state may be stale.
+    StoreUnavailable,
 }
 
 /// A refusal ready to be written: status, extra headers, JSON body.
@@ -84,6 +90,7 @@ impl Refusal {
             Refusal::Expired => Outcome::TokenExpired,
             Refusal::Revoked(_) => Outcome::SessionRevoked,
             Refusal::NewLocation => Outcome::NewLocation,
+            Refusal::StoreUnavailable => Outcome::StoreUnavailable,
         }
     }
 
@@ -101,6 +108,7 @@ impl Refusal {
             Refusal::NewLocation => {
                 "sign-in from a new location: confirm it from one of your other sessions"
             }
+            Refusal::StoreUnavailable => "session state is unavailable; try again later",
         }
     }
 
@@ -140,6 +148,19 @@ impl Refusal {
     /// Status, headers and body. With `login_url` set and a browser asking
     /// for HTML, a 302 to the login page instead of a 401.
     pub fn render(&self, login_url: Option<&HeaderValue>, wants_html: bool) -> RenderedRefusal {
+        if *self == Refusal::StoreUnavailable {
+            return RenderedRefusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                headers: vec![
+                    (
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-store"),
+                    ),
+                    (http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+                ],
+                body: self.body(),
+            };
+        }
         if *self == Refusal::NewLocation {
             // Signing in again does not help: 403, no challenge.
             return RenderedRefusal {

@@ -31,12 +31,15 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::revocation::RevocationSet;
 use crate::sessions::{RegistryLimits, SessionRegistry};
-use crate::store::{Embedded, Store};
+use crate::store::redis::RedisSettings;
+use crate::store::{Embedded, Health, RedisStore, Store};
 use crate::token::KeySet;
 
-/// How often each process reads the store's change log for revocations
-/// written by another process sharing it.
-pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one read of the store's change log waits for revocations
+/// written by another process (Redis blocks; SQLite polls every 50 ms).
+pub const FOLLOW_WAIT: Duration = Duration::from_secs(1);
+/// Longest pause between attempts to reach an unreachable store.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Pause between attempts to load the store at start-up.
 const LOAD_RETRY: Duration = Duration::from_millis(500);
 
@@ -49,6 +52,7 @@ pub struct Gateway {
     pub enforcer: Arc<Enforcer>,
     pub authority: Arc<Authority>,
     pub readiness: Arc<Readiness>,
+    pub health: Arc<Health>,
 }
 
 /// pingora's own switches, passed through from our command line.
@@ -69,10 +73,13 @@ impl Gateway {
                 &config.store.path,
                 config.store.busy_timeout,
             )?),
-            Backend::Redis => anyhow::bail!(
-                "{}: store.backend: \"redis\" is not available in this build yet",
-                config.file.display()
-            ),
+            Backend::Redis => Arc::new(RedisStore::new(RedisSettings {
+                url: config.store.redis_url.clone(),
+                prefix: config.store.redis_prefix.clone(),
+                stream_maxlen: config.store.redis_stream_maxlen,
+                audit_maxlen: 1_000_000,
+                session_ttl: Duration::from_secs(config.sessions.idle_ttl_s.max(1)),
+            })?),
         };
         let revocations = Arc::new(RevocationSet::new());
         let connections = Arc::new(ConnectionRegistry::new(metrics.clone()));
@@ -109,6 +116,7 @@ impl Gateway {
             enforcer,
             authority,
             readiness: Arc::new(Readiness::default()),
+            health: Arc::new(Health::default()),
         })
     }
 
@@ -151,6 +159,8 @@ impl Gateway {
                 sessions: self.sessions.clone(),
                 idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
                 readiness: self.readiness.clone(),
+                health: self.health.clone(),
+                metrics: self.metrics.clone(),
             },
         ));
         server.add_service(background_service(
@@ -190,6 +200,7 @@ impl Gateway {
             self.connections.clone(),
             self.sessions.clone(),
             self_service,
+            self.health.clone(),
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
         let http = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -254,6 +265,61 @@ struct StateSync {
     sessions: Arc<SessionRegistry>,
     idle_ttl_ms: i64,
     readiness: Arc<Readiness>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl StateSync {
+    /// Applies revocations read from the change log and records how long
+    /// they took to arrive.
+    fn apply_changes(&self, revocations: &[crate::revocation::Revocation]) {
+        if revocations.is_empty() {
+            return;
+        }
+        let now = clock::now_ms();
+        for r in revocations {
+            let at = match r {
+                crate::revocation::Revocation::Session(s) => s.revoked_at_ms,
+                crate::revocation::Revocation::User(u) => u.revoked_at_ms,
+            };
+            self.metrics
+                .revocation_propagation_seconds
+                .observe((now - at).max(0) as f64 / 1000.0);
+        }
+        self.authority.apply(revocations);
+    }
+
+    /// Loads every revocation in force; answers the change-log cursor.
+    async fn load_all(&self, shutdown: &mut ShutdownWatch) -> Option<String> {
+        let store = self.authority.store().clone();
+        let started = std::time::Instant::now();
+        let mut backoff = LOAD_RETRY;
+        loop {
+            match store.load(clock::now_s()).await {
+                Ok(changes) => {
+                    let n = self.authority.apply(&changes.revocations);
+                    self.authority.refresh_gauges();
+                    self.health.contact(clock::now_ms());
+                    tracing::info!(
+                        revocations = changes.revocations.len(),
+                        new = n,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "revocation state loaded"
+                    );
+                    return Some(changes.cursor);
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    tracing::error!(error = %e, "cannot load revocations; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -264,27 +330,8 @@ impl BackgroundService for StateSync {
         ready: ServiceReadyNotifier,
     ) {
         let store = self.authority.store().clone();
-        let started = std::time::Instant::now();
-        let mut cursor = loop {
-            match store.load(clock::now_s()).await {
-                Ok(changes) => {
-                    let n = self.authority.apply(&changes.revocations);
-                    self.authority.refresh_gauges();
-                    tracing::info!(
-                        revocations = n,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "revocation state loaded"
-                    );
-                    break changes.cursor;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot load revocations; retrying");
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(LOAD_RETRY) => {}
-                    }
-                }
-            }
+        let Some(mut cursor) = self.load_all(&mut shutdown).await else {
+            return;
         };
         // Session metadata is for pages and new-location checks, not for
         // enforcement: a failure here is logged, not fatal.
@@ -302,21 +349,45 @@ impl BackgroundService for StateSync {
         self.readiness.set_loaded();
         ready.notify_ready();
 
-        let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::from_millis(50);
+        let mut failing = false;
         loop {
-            tokio::select! {
+            let read = tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            match store.changes_since(cursor).await {
-                Ok(changes) => {
-                    if !changes.revocations.is_empty() {
-                        self.authority.apply(&changes.revocations);
+                read = store.changes_since(&cursor, FOLLOW_WAIT) => read,
+            };
+            match read {
+                Ok(changes) if changes.reload => {
+                    tracing::warn!(
+                        "the change log was trimmed past this gateway's position; reloading"
+                    );
+                    match self.load_all(&mut shutdown).await {
+                        Some(c) => cursor = c,
+                        None => return,
                     }
+                }
+                Ok(changes) => {
+                    self.health.contact(clock::now_ms());
+                    if failing {
+                        tracing::info!("store reachable again; following the change log");
+                        failing = false;
+                        backoff = Duration::from_millis(50);
+                    }
+                    self.apply_changes(&changes.revocations);
                     cursor = changes.cursor;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read store changes"),
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    if !failing {
+                        tracing::error!(error = %e, "cannot read the store's change log; enforcing from memory");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             }
         }
     }

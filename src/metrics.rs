@@ -24,6 +24,7 @@ pub const OPEN_CONNECTIONS: &str = "sessiongate_open_connections";
 pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds";
 pub const TRACKED_SESSIONS: &str = "sessiongate_tracked_sessions";
 pub const NEW_LOCATIONS_TOTAL: &str = "sessiongate_new_locations_total";
+pub const REVOCATION_PROPAGATION_SECONDS: &str = "sessiongate_revocation_propagation_seconds";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -60,6 +61,7 @@ pub struct Metrics {
     pub revocation_close_seconds: Histogram,
     pub tracked_sessions: IntGauge,
     pub new_locations: IntCounter,
+    pub revocation_propagation_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,7 +171,18 @@ impl Metrics {
         )?;
         registry.register(Box::new(new_locations.clone()))?;
 
+        let revocation_propagation_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                REVOCATION_PROPAGATION_SECONDS,
+                "Time from a revocation being taken (by any gateway) to its application here, \
+                 for revocations read from the store's change log.",
+            )
+            .buckets(CLOSE_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(revocation_propagation_seconds.clone()))?;
+
         Ok(Metrics {
+            revocation_propagation_seconds,
             tracked_sessions,
             new_locations,
             open_connections,

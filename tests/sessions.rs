@@ -583,7 +583,21 @@ async fn self_service_forms_work_without_javascript() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()["location"], "/.sessiongate/sessions");
+    assert_eq!(
+        resp.headers()["location"],
+        "/.sessiongate/sessions?done=logged_out"
+    );
+    // The page it leads back to says what happened.
+    let page = reqwest::Client::new()
+        .get(gw.url("/.sessiongate/sessions?done=logged_out"))
+        .bearer_auth(&laptop)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("That device was logged out"));
     assert_eq!(gw.get("/", &phone).await.status(), 401);
 
     // Without a token the page is a refusal, not a page.

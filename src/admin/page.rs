@@ -63,9 +63,12 @@ ul.sessions { list-style: none; margin: 0; padding: 0; display: grid; gap: .75re
 .session h2 { font-size: 1.05rem; margin: 0; display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 .session p { margin: .15rem 0; color: var(--muted); font-size: .95rem; }
 .badge { font-size: .75rem; font-weight: 600; padding: .1rem .5rem; border-radius: 999px; background: var(--accent); color: #fff; }
-.warning { background: var(--warn-bg); color: var(--warn-fg); border-radius: 6px; padding: .5rem .75rem; margin-top: .5rem !important; }
+.session .warning { background: var(--warn-bg); color: var(--warn-fg); border-radius: 6px; padding: .5rem .75rem; margin-top: .5rem; display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: center; justify-content: space-between; }
+.session .warning p { color: inherit; margin: 0; }
+.session .warning form { margin: 0; }
+time { white-space: nowrap; }
 .actions { grid-column: 2; }
-details > summary { cursor: pointer; display: inline-block; list-style: none; padding: .35rem .9rem; border: 1px solid var(--line); border-radius: 6px; font-weight: 600; }
+details > summary { cursor: pointer; display: inline-block; list-style: none; padding: .35rem .9rem; border: 1px solid var(--line); border-radius: 6px; font-weight: 600; color: var(--danger); background: var(--card); }
 details > summary::-webkit-details-marker { display: none; }
 details[open] > summary { border-color: var(--danger); color: var(--danger); }
 .confirm { margin-top: .6rem; padding: .75rem; border: 1px solid var(--danger); border-radius: 6px; }
@@ -86,7 +89,48 @@ pub struct PageData<'a> {
     /// Newest `last_seen` first; revoked sessions already left out.
     pub sessions: &'a [SessionInfo],
     pub now_ms: i64,
-    pub notice: Option<&'a str>,
+    /// What just happened (after a form post), shown at the top.
+    pub notice: Option<Notice>,
+}
+
+/// The outcome of a form post, carried back to the page in `?done=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    LoggedOut,
+    LoggedOutOthers,
+    Confirmed,
+}
+
+impl Notice {
+    pub fn key(self) -> &'static str {
+        match self {
+            Notice::LoggedOut => "logged_out",
+            Notice::LoggedOutOthers => "logged_out_others",
+            Notice::Confirmed => "confirmed",
+        }
+    }
+
+    pub fn from_query(query: Option<&str>) -> Option<Notice> {
+        let done = form_urlencoded::parse(query?.as_bytes())
+            .find(|(k, _)| k == "done")?
+            .1;
+        Some(match done.as_ref() {
+            "logged_out" => Notice::LoggedOut,
+            "logged_out_others" => Notice::LoggedOutOthers,
+            "confirmed" => Notice::Confirmed,
+            _ => return None,
+        })
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Notice::LoggedOut => "That device was logged out. It has to sign in again.",
+            Notice::LoggedOutOthers => {
+                "All your other sessions were logged out. This device stays signed in."
+            }
+            Notice::Confirmed => "Thanks: the new location is confirmed.",
+        }
+    }
 }
 
 fn location(s: &SessionInfo) -> String {
@@ -129,7 +173,7 @@ pub fn render(d: &PageData) -> String {
         user = escape(d.user_id)
     );
     if let Some(n) = d.notice {
-        let _ = write!(h, r#"<p class="notice" role="status">{}</p>"#, escape(n));
+        let _ = write!(h, r#"<p class="notice" role="status">{}</p>"#, n.text());
     }
     h.push_str("<ul class=\"sessions\" aria-label=\"Sessions\">\n");
     for s in d.sessions {
@@ -175,19 +219,25 @@ pub fn render(d: &PageData) -> String {
             first = human_time(s.first_seen_ms),
         );
         if s.new_location && !s.confirmed {
+            let place = match s.geo.as_ref().and_then(|g| g.country.as_ref()) {
+                Some(_) => format!("None of your recent sessions came from {}.", location(s)),
+                None => "It appeared in a country none of your recent sessions came from.".into(),
+            };
             let _ = write!(
                 h,
-                r#"<p class="warning" role="note"><strong>New location.</strong> None of your recent sessions came from {loc}."#,
-                loc = escape(&location(s))
+                r#"<div class="warning" role="note"><p><strong>New location.</strong> {place}"#,
+                place = escape(&place)
             );
-            if !current {
+            if current {
+                h.push_str(" If this is you, confirm it from one of your other devices.</p>");
+            } else {
                 let _ = write!(
                     h,
-                    r#" <form method="post" action="/.sessiongate/sessions/{path_sid}/confirm" style="display:inline">{csrf}<button class="plain" type="submit">This was me</button></form>"#,
+                    r#" If it wasn't you, log it out.</p><form method="post" action="/.sessiongate/sessions/{path_sid}/confirm">{csrf}<button class="plain" type="submit">This was me</button></form>"#,
                     csrf = csrf_field(d.csrf_token)
                 );
             }
-            h.push_str("</p>\n");
+            h.push_str("</div>\n");
         }
         h.push_str("</div>\n");
         if !current {

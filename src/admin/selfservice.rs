@@ -18,7 +18,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::page::{self, PageData};
+use super::page::{self, Notice, PageData};
 use crate::audit::{Action, AuditEntry};
 use crate::authority::{Actor, Authority};
 use crate::clock;
@@ -35,6 +35,7 @@ const LOGOUT_OTHERS: &str = "/.sessiongate/logout-others";
 pub struct Request<'a> {
     pub method: &'a Method,
     pub path: &'a str,
+    pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub client_ip: IpAddr,
@@ -378,12 +379,15 @@ impl SelfService {
         })
     }
 
-    fn done(&self, req: &Request<'_>, value: serde_json::Value) -> Response {
+    fn done(&self, req: &Request<'_>, notice: Notice, value: serde_json::Value) -> Response {
         if wants_json(req.headers) {
             return json_response(StatusCode::OK, value, Some(Outcome::Allowed));
         }
         let mut headers = common_headers("text/plain; charset=utf-8");
-        headers.push((header::LOCATION, HeaderValue::from_static(PAGE)));
+        let location = format!("{PAGE}?done={}", notice.key());
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            headers.push((header::LOCATION, v));
+        }
         Response {
             status: StatusCode::SEE_OTHER,
             headers,
@@ -422,7 +426,7 @@ impl SelfService {
             csrf_token: &csrf,
             sessions: &visible,
             now_ms: req.now_ms,
-            notice: None,
+            notice: Notice::from_query(req.query),
         });
         Ok(html_response(StatusCode::OK, html, Some(Outcome::Allowed)))
     }
@@ -454,6 +458,7 @@ impl SelfService {
             .await?;
         Ok(self.done(
             req,
+            Notice::LoggedOut,
             json!({
                 "session_id": r.session_id,
                 "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
@@ -515,6 +520,7 @@ impl SelfService {
         entry.log();
         Ok(self.done(
             req,
+            Notice::Confirmed,
             json!({"session_id": target.session_id, "confirmed": true}),
         ))
     }
@@ -537,6 +543,7 @@ impl SelfService {
             .await?;
         Ok(self.done(
             req,
+            Notice::LoggedOutOthers,
             json!({
                 "user_id": c.user_id,
                 "not_before": clock::rfc3339_s(c.not_before),

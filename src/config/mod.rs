@@ -163,6 +163,7 @@ pub struct Enforcement {
     pub mode: Mode,
     pub public_paths: Vec<String>,
     pub login_url: Option<String>,
+    pub fail_closed_after: Option<Duration>,
 }
 
 #[derive(Clone, Default)]
@@ -191,6 +192,8 @@ pub struct StoreConfig {
     pub redis_url: String,
     pub purge_interval: Duration,
     pub busy_timeout: Duration,
+    pub redis_prefix: String,
+    pub redis_stream_maxlen: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +342,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         mode,
         public_paths: raw.enforcement.public_paths,
         login_url: non_empty(raw.enforcement.login_url),
+        fail_closed_after: (raw.enforcement.fail_closed_after_s > 0)
+            .then(|| Duration::from_secs(raw.enforcement.fail_closed_after_s)),
     };
 
     let admin_token = match (&raw.admin.token, &raw.admin.token_env) {
@@ -385,6 +390,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         redis_url: raw.store.redis_url,
         purge_interval: Duration::from_secs(raw.store.purge_interval_s.max(1)),
         busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+        redis_prefix: raw.store.redis_prefix,
+        redis_stream_maxlen: raw.store.redis_stream_maxlen.max(100),
     };
     if store.backend == Backend::Redis
         && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))

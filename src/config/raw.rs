@@ -29,6 +29,8 @@ pub const DEFAULT_PERSIST_INTERVAL_S: u64 = 5;
 pub const DEFAULT_GEOIP_RELOAD_S: u64 = 60;
 pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_REDIS_PREFIX: &str = "sessiongate:";
+pub const DEFAULT_STREAM_MAXLEN: usize = 100_000;
 
 pub fn default_token_sources() -> Vec<String> {
     vec!["header:authorization".into(), "cookie:session".into()]
@@ -143,6 +145,10 @@ pub struct RawEnforcement {
     pub public_paths: Vec<String>,
     #[serde(default)]
     pub login_url: String,
+    /// Refuse every request (503) once the store has been unreachable this
+    /// long; 0 keeps enforcing from memory indefinitely.
+    #[serde(default)]
+    pub fail_closed_after_s: u64,
 }
 
 impl Default for RawEnforcement {
@@ -151,6 +157,7 @@ impl Default for RawEnforcement {
             mode: d_mode(),
             public_paths: d_public_paths(),
             login_url: String::new(),
+            fail_closed_after_s: 0,
         }
     }
 }
@@ -179,6 +186,12 @@ pub struct RawStore {
     /// lock before the revocation answers 503.
     #[serde(default = "d_busy_timeout")]
     pub busy_timeout_ms: u64,
+    /// Prefix of every Redis key.
+    #[serde(default = "d_redis_prefix")]
+    pub redis_prefix: String,
+    /// Approximate length the Redis revocation stream is trimmed to.
+    #[serde(default = "d_stream_maxlen")]
+    pub redis_stream_maxlen: usize,
 }
 
 impl Default for RawStore {
@@ -189,6 +202,8 @@ impl Default for RawStore {
             redis_url: d_redis_url(),
             purge_interval_s: d_purge_interval(),
             busy_timeout_ms: d_busy_timeout(),
+            redis_prefix: d_redis_prefix(),
+            redis_stream_maxlen: d_stream_maxlen(),
         }
     }
 }
@@ -307,6 +322,12 @@ fn d_persist_interval() -> u64 {
 }
 fn d_geoip_reload() -> u64 {
     DEFAULT_GEOIP_RELOAD_S
+}
+fn d_redis_prefix() -> String {
+    DEFAULT_REDIS_PREFIX.into()
+}
+fn d_stream_maxlen() -> usize {
+    DEFAULT_STREAM_MAXLEN
 }
 fn d_idle_ttl() -> u64 {
     DEFAULT_IDLE_TTL_S

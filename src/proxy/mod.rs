@@ -24,6 +24,7 @@ use crate::config::{Config, Mode};
 use crate::enforcement::{Decision, Enforcer, Outcome, Refusal, RenderedRefusal};
 use crate::metrics::Metrics;
 use crate::sessions::{SessionRegistry, Sighting};
+use crate::store::Health;
 use crate::token::{TokenError, VerifiedToken};
 
 pub const X_SESSION_ID: &str = "X-Session-Id";
@@ -73,6 +74,8 @@ pub struct Proxy {
     sessions: Arc<SessionRegistry>,
     self_service: Arc<SelfService>,
     trusted: TrustedProxies,
+    health: Arc<Health>,
+    fail_closed_after_ms: Option<i64>,
     peer: HttpPeer,
     mode: Mode,
     login_url: Option<HeaderValue>,
@@ -87,6 +90,7 @@ impl Proxy {
         connections: Arc<ConnectionRegistry>,
         sessions: Arc<SessionRegistry>,
         self_service: Arc<SelfService>,
+        health: Arc<Health>,
     ) -> Result<Proxy, String> {
         use std::net::ToSocketAddrs;
         let addr = config
@@ -113,6 +117,11 @@ impl Proxy {
             sessions,
             self_service,
             trusted: TrustedProxies::new(config.geoip.trusted_proxies.clone()),
+            health,
+            fail_closed_after_ms: config
+                .enforcement
+                .fail_closed_after
+                .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             peer,
             mode: config.enforcement.mode,
             login_url,
@@ -189,6 +198,7 @@ impl Proxy {
                 .handle(&selfservice::Request {
                     method: &req.method,
                     path: req.uri.path(),
+                    query: req.uri.query(),
                     headers: &req.headers,
                     body: &body,
                     client_ip,
@@ -279,10 +289,19 @@ impl ProxyHttp for Proxy {
         strip_identity_headers(session);
 
         let started = Instant::now();
+        let now_ms = clock::now_ms();
+        if let Some(limit) = self.fail_closed_after_ms {
+            if self.health.silent_for_ms(now_ms) > limit {
+                ctx.outcome = Some(Outcome::StoreUnavailable);
+                self.detach();
+                self.refuse(session, &Refusal::StoreUnavailable).await?;
+                return Ok(true);
+            }
+        }
         let decision = {
             let req = session.req_header();
             self.enforcer
-                .decide(req.uri.path(), &req.headers, clock::now_s())
+                .decide(req.uri.path(), &req.headers, now_ms.div_euclid(1000))
         };
         ctx.decided_in = Some(started.elapsed());
 

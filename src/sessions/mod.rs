@@ -32,7 +32,7 @@ pub use device::{Device, DeviceKind};
 pub const NEW_LOCATION_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// A session as stored durably.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRecord {
     pub session_id: String,
     pub user_id: Option<String>,

@@ -102,6 +102,10 @@ fn query_sessions(
     Ok(out)
 }
 
+/// How often a process looks for revocations written by another process
+/// sharing the file.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 const REVOCATION_COLUMNS: &str =
     "seq, kind, target, at_ms, not_before, except_sid, expires_at, reason, actor";
 
@@ -331,27 +335,40 @@ impl Store for Embedded {
             tx.commit()?;
             Ok(Changes {
                 revocations,
-                cursor: cursor.max(0) as u64,
+                cursor: cursor.max(0).to_string(),
+                reload: false,
             })
         })
         .await
     }
 
-    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError> {
-        self.with_reader(move |conn| {
-            let (revocations, last) = query_revocations(
-                conn,
-                &format!(
-                    "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE seq > ?1 ORDER BY seq"
-                ),
-                params![cursor as i64],
-            )?;
-            Ok(Changes {
-                revocations,
-                cursor: last.max(cursor),
-            })
-        })
-        .await
+    async fn changes_since(&self, cursor: &str, wait: Duration) -> Result<Changes, StoreError> {
+        let cursor: u64 = cursor.parse().unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changes = self
+                .with_reader(move |conn| {
+                    let (revocations, last) = query_revocations(
+                        conn,
+                        &format!(
+                            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE seq > ?1 ORDER BY seq"
+                        ),
+                        params![cursor as i64],
+                    )?;
+                    Ok(Changes {
+                        revocations,
+                        cursor: last.max(cursor).to_string(),
+                        reload: false,
+                    })
+                })
+                .await?;
+            // SQLite cannot block on new rows: poll every POLL_INTERVAL.
+            let now = tokio::time::Instant::now();
+            if !changes.revocations.is_empty() || now >= deadline {
+                return Ok(changes);
+            }
+            tokio::time::sleep_until((now + POLL_INTERVAL).min(deadline)).await;
+        }
     }
 
     async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError> {
@@ -597,10 +614,13 @@ mod tests {
             .unwrap();
         assert_eq!(first, again, "second revocation answers the first");
 
-        let changes = b.changes_since(start.cursor).await.unwrap();
+        let changes = b
+            .changes_since(&start.cursor, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(changes.revocations.len(), 1);
         assert!(b
-            .changes_since(changes.cursor)
+            .changes_since(&changes.cursor, Duration::ZERO)
             .await
             .unwrap()
             .revocations

@@ -7,6 +7,10 @@
 //! sharing the store are enforced here too.
 
 pub mod embedded;
+pub mod redis;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -14,6 +18,7 @@ use crate::audit::AuditEntry;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
 use crate::sessions::SessionRecord;
 
+pub use self::redis::RedisStore;
 pub use embedded::Embedded;
 
 /// The store could not do what was asked. Maps to 503 `store_unavailable`.
@@ -37,8 +42,39 @@ impl From<tokio::task::JoinError> for StoreError {
 #[derive(Debug, Default)]
 pub struct Changes {
     pub revocations: Vec<Revocation>,
-    /// Position in the change log after these revocations.
-    pub cursor: u64,
+    /// Position in the change log after these revocations (opaque: a
+    /// sequence number in SQLite, a stream id in Redis).
+    pub cursor: String,
+    /// The change log no longer holds everything after the cursor (trimmed
+    /// while this process was away): reload the whole state.
+    pub reload: bool,
+}
+
+/// When this process last heard from its store, for
+/// `enforcement.fail_closed_after_s`.
+#[derive(Debug)]
+pub struct Health {
+    last_ok_ms: AtomicI64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            last_ok_ms: AtomicI64::new(crate::clock::now_ms()),
+        }
+    }
+}
+
+impl Health {
+    pub fn contact(&self, now_ms: i64) {
+        self.last_ok_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the store last answered.
+    #[inline]
+    pub fn silent_for_ms(&self, now_ms: i64) -> i64 {
+        now_ms - self.last_ok_ms.load(Ordering::Relaxed)
+    }
 }
 
 #[async_trait]
@@ -63,8 +99,9 @@ pub trait Store: Send + Sync + 'static {
     /// change-log position they reflect.
     async fn load(&self, now_s: i64) -> Result<Changes, StoreError>;
 
-    /// Revocations written after `cursor` (by this process or another).
-    async fn changes_since(&self, cursor: u64) -> Result<Changes, StoreError>;
+    /// Revocations written after `cursor` (by this process or another),
+    /// waiting up to `wait` for some to arrive.
+    async fn changes_since(&self, cursor: &str, wait: Duration) -> Result<Changes, StoreError>;
 
     /// The `limit` most recent revocations, newest first.
     async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError>;

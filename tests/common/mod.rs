@@ -503,12 +503,26 @@ impl Gateway {
 
     /// GET on the proxy with a bearer token.
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        reqwest::Client::new()
+        match reqwest::Client::new()
             .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .unwrap()
+        {
+            Ok(r) => r,
+            Err(e) => panic!(
+                "GET {path} on {}: {e:?}\n--- gateway log ---\n{}",
+                self.proxy,
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// The last lines of the gateway's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The value of one sample line of /metrics, e.g.
@@ -743,4 +757,122 @@ pub async fn get_as(
         .send()
         .await
         .unwrap()
+}
+
+// ------------------------------------------------------------------ redis
+
+/// A real redis-server on a free loopback port, with AOF fsynced on every
+/// write; killed by PID when dropped. `None` (after a loud message) when the
+/// binary is absent, unless SESSIONGATE_REQUIRE_REDIS is set.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            if std::env::var_os("SESSIONGATE_REQUIRE_REDIS").is_some() {
+                panic!(
+                    "redis-server is required (SESSIONGATE_REQUIRE_REDIS is set) but was not found"
+                );
+            }
+            eprintln!("SKIPPED: redis-server not found; install it (apt-get install redis-server) to run the cluster tests");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = RedisServer {
+            port: 0,
+            dir,
+            child: None,
+        };
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--protected-mode", "yes", "--loglevel", "warning"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return false;
+                }
+            }
+            if self.ping() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn ping(&self) -> bool {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and directory (the AOF is replayed).
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "redis-server did not restart");
+    }
+
+    /// `[store]` lines for a gateway on this server.
+    pub fn store_lines(&self) -> Vec<String> {
+        vec![
+            "backend = \"redis\"".to_string(),
+            format!("redis_url = \"{}\"", self.url()),
+        ]
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
