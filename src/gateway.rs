@@ -75,6 +75,7 @@ impl Gateway {
             )?),
             Backend::Redis => Arc::new(RedisStore::new(RedisSettings {
                 url: config.store.redis_url.clone(),
+                ca_file: config.store.redis_ca_file.clone(),
                 prefix: config.store.redis_prefix.clone(),
                 stream_maxlen: config.store.redis_stream_maxlen,
                 audit_maxlen: 1_000_000,

@@ -428,3 +428,57 @@ async fn sessions_are_visible_from_every_gateway() {
     assert_eq!(resp.status(), 200);
     refused_within(&writer, &hs256(&claims("erin", "e-phone")), WITHIN).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_users_and_tls_are_supported() {
+    // ACL: a user with a password, the default user disabled.
+    let acl: Vec<String> = [
+        "--user", "default", "off", "--user", "gateway", "on", ">s3cret", "~*", "&*", "+@all",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let Some(redis) = RedisServer::start_with(&acl) else {
+        return;
+    };
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.store = vec![
+        "backend = \"redis\"".into(),
+        format!(
+            "redis_url = \"redis://gateway:s3cret@127.0.0.1:{}/\"",
+            redis.port
+        ),
+    ];
+    let gw = Gateway::start(cfg).await;
+    assert_eq!(gw.revoke_session("acl", "t").await.status(), 200);
+    assert_eq!(gw.get("/", &hs256(&claims("u", "acl"))).await.status(), 401);
+
+    // TLS with a private CA.
+    let keys = keys_dir().join("redis-tls");
+    let tls = [
+        "--tls-port".to_string(),
+        "{port}".to_string(),
+        "--tls-cert-file".to_string(),
+        keys.join("server.pem").display().to_string(),
+        "--tls-key-file".to_string(),
+        keys.join("server.key").display().to_string(),
+        "--tls-ca-cert-file".to_string(),
+        keys.join("ca.pem").display().to_string(),
+        "--tls-auth-clients".to_string(),
+        "no".to_string(),
+    ];
+    let Some(tls_redis) = RedisServer::start_with(&tls) else {
+        return;
+    };
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.store = vec![
+        "backend = \"redis\"".into(),
+        format!("redis_url = \"rediss://127.0.0.1:{}/\"", tls_redis.port),
+        format!("redis_ca_file = \"{}\"", keys.join("ca.pem").display()),
+    ];
+    let a = Gateway::start(cfg.clone()).await;
+    let b = Gateway::start(cfg).await;
+    assert_eq!(a.revoke_session("over-tls", "t").await.status(), 200);
+    refused_within(&b, &hs256(&claims("u", "over-tls")), WITHIN).await;
+}

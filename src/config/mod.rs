@@ -194,6 +194,7 @@ pub struct StoreConfig {
     pub busy_timeout: Duration,
     pub redis_prefix: String,
     pub redis_stream_maxlen: usize,
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -392,6 +393,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
         redis_prefix: raw.store.redis_prefix,
         redis_stream_maxlen: raw.store.redis_stream_maxlen.max(100),
+        redis_ca_file: non_empty(raw.store.redis_ca_file).map(|p| resolve(dir, &p)),
     };
     if store.backend == Backend::Redis
         && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))

@@ -192,6 +192,10 @@ pub struct RawStore {
     /// Approximate length the Redis revocation stream is trimmed to.
     #[serde(default = "d_stream_maxlen")]
     pub redis_stream_maxlen: usize,
+    /// PEM CA certificate(s) trusted for `rediss://` (default: the system's
+    /// and the Mozilla roots).
+    #[serde(default)]
+    pub redis_ca_file: String,
 }
 
 impl Default for RawStore {
@@ -204,6 +208,7 @@ impl Default for RawStore {
             busy_timeout_ms: d_busy_timeout(),
             redis_prefix: d_redis_prefix(),
             redis_stream_maxlen: d_stream_maxlen(),
+            redis_ca_file: String::new(),
         }
     }
 }

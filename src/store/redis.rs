@@ -41,6 +41,8 @@ impl From<redis::RedisError> for StoreError {
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,
+    /// PEM CA for `rediss://`; `None` uses the system and Mozilla roots.
+    pub ca_file: Option<std::path::PathBuf>,
     pub prefix: String,
     /// Approximate length the revocations stream is trimmed to.
     pub stream_maxlen: usize,
@@ -208,8 +210,22 @@ impl RedisStore {
     /// A store for `settings`; connects on first use (the gateway starts, and
     /// stays not-ready, while Redis is away).
     pub fn new(settings: RedisSettings) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| StoreError(format!("store.redis_url: {e}")))?;
+        let client = match &settings.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    StoreError(format!("store.redis_ca_file {}: {e}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    settings.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            None => redis::Client::open(settings.url.as_str()),
+        }
+        .map_err(|e| StoreError(format!("store.redis_url: {e}")))?;
         Ok(RedisStore {
             client,
             settings,

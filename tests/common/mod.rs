@@ -768,10 +768,17 @@ pub struct RedisServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra server arguments (ACL users, TLS). Readiness is a
+    /// TCP connect when arguments are given (PING may need credentials).
+    pub fn start_with(extra: &[String]) -> Option<RedisServer> {
         let found = Command::new("redis-server")
             .arg("--version")
             .output()
@@ -791,6 +798,7 @@ impl RedisServer {
             port: 0,
             dir,
             child: None,
+            extra: extra.to_vec(),
         };
         for _ in 0..5 {
             server.port = free_port();
@@ -798,13 +806,26 @@ impl RedisServer {
                 return Some(server);
             }
         }
-        panic!("redis-server did not start");
+        let log = std::fs::read_to_string(server.dir.path().join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start:\n{log}");
     }
 
     fn spawn(&mut self) -> bool {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
+        let tls = self.extra.iter().any(|a| a == "--tls-port");
+        let plain_port = if tls {
+            "0".to_string()
+        } else {
+            self.port.to_string()
+        };
+        let extra: Vec<String> = self
+            .extra
+            .iter()
+            .map(|a| a.replace("{port}", &self.port.to_string()))
+            .collect();
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--port", &plain_port])
+            .args(&extra)
             .args([
                 "--save",
                 "",
@@ -829,7 +850,12 @@ impl RedisServer {
                     return false;
                 }
             }
-            if self.ping() {
+            let up = if self.extra.is_empty() {
+                self.ping()
+            } else {
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            };
+            if up {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -1,0 +1,361 @@
+//! Cluster propagation and its cost, on the release binary over loopback:
+//! one Redis (AOF, fsync always), three gateways on it, and one gateway on
+//! the embedded store for comparison, all in the same run.
+//!
+//! 1. 10,000 revocations at a steady rate through gateway A; for each, two
+//!    probes poll gateways B and C with the revoked session's token until
+//!    they refuse it: the latency from A's acknowledgement to the refusal on
+//!    the other node (p50/p99), plus the nodes' own
+//!    `sessiongate_revocation_propagation_seconds`.
+//! 2. Proxy throughput and gateway CPU per request with 32 keep-alive
+//!    clients for a few seconds against a Redis-backed node and against the
+//!    embedded-store node: the ratio shows what the cluster costs the
+//!    proxy path (nothing on the request path touches Redis).
+//!
+//! Run: `cargo bench --bench cluster` (needs redis-server; SG_BENCH_REVOCATIONS,
+//! SG_BENCH_RATE, SG_BENCH_LOAD_SECS change the sizes). Last figures: README.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const SECRET: &str = "cluster-bench-secret";
+const ADMIN: &str = "cluster-bench-admin";
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; after ") " the first is field 3.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn ticks_per_s() -> f64 {
+    100.0 // USER_HZ on Linux
+}
+
+struct Gw {
+    proc: Proc,
+    proxy: u16,
+    admin: u16,
+}
+
+async fn start_gateway(dir: &std::path::Path, name: &str, upstream: u16, store: &str) -> Gw {
+    let (proxy, admin) = (free_port(), free_port());
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 1\n\
+             pid_file = \"{name}.pid\"\nupgrade_socket = \"{name}.sock\"\n\
+             [upstream]\naddress = \"127.0.0.1:{upstream}\"\n\
+             [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
+             [admin]\ntoken = \"{ADMIN}\"\n[store]\n{store}\n"
+        ),
+    )
+    .unwrap();
+    let proc = Proc(
+        Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+        {
+            if r.status() == 200 && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
+                return Gw { proc, proxy, admin };
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "gateway {name} not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn token(sid: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "bench", "sid": sid, "iat": now, "exp": now + 3600}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Polls `port` with `tok` until it answers 401; answers the time at which it did.
+async fn until_refused(client: &reqwest::Client, port: u16, tok: &str) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .bearer_auth(tok)
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 401 => return Instant::now(),
+            Err(_) => return Instant::now(),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "never refused on {port}");
+    }
+}
+
+/// Closed-loop load: `conns` clients for `secs`; answers (requests, errors).
+async fn load(port: u16, tokens: Arc<Vec<String>>, conns: usize, secs: u64) -> (u64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let (stop, done, errors, tokens) =
+            (stop.clone(), done.clone(), errors.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let tok = &tokens[i % tokens.len()];
+                i += conns;
+                match client
+                    .get(format!("http://127.0.0.1:{port}/"))
+                    .bearer_auth(tok)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    (done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed))
+}
+
+async fn metric(admin: u16, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// p50 and p99 from a Prometheus histogram's cumulative buckets.
+async fn histogram_quantiles(admin: u16, name: &str) -> (f64, f64) {
+    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    let q = |p: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= total * p)
+            .map(|(le, _)| *le)
+            .unwrap_or(f64::NAN)
+    };
+    (q(0.5), q(0.99))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("SG_BENCH_REVOCATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rate: f64 = std::env::var("SG_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500.0);
+    let load_secs: u64 = std::env::var("SG_BENCH_LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: redis-server not found");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let rport = free_port();
+        let _redis = Proc(
+            Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &rport.to_string()])
+                .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let up_port = free_port();
+        let _upstream = Proc(
+            Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+                .args(["echo", "--listen", &format!("127.0.0.1:{up_port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let redis_store = format!("backend = \"redis\"\nredis_url = \"redis://127.0.0.1:{rport}/\"");
+        let a = start_gateway(dir.path(), "a", up_port, &redis_store).await;
+        let b = start_gateway(dir.path(), "b", up_port, &redis_store).await;
+        let c = start_gateway(dir.path(), "c", up_port, &redis_store).await;
+        let solo = start_gateway(dir.path(), "solo", up_port, "path = \"solo.db\"").await;
+
+        // 1. Propagation at a steady rate.
+        let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
+        let client = reqwest::Client::new();
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let started = Instant::now();
+        let mut probes = Vec::new();
+        for i in 0..n {
+            let due = started + interval * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+            let sid = format!("prop-{i}");
+            let tok = token(&sid);
+            let r = client
+                .delete(format!("http://127.0.0.1:{}/v1/sessions/{sid}", a.admin))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let acked = Instant::now();
+            for port in [b.proxy, c.proxy] {
+                let (client, tok, lat) = (client.clone(), tok.clone(), lat.clone());
+                probes.push(tokio::spawn(async move {
+                    let t = until_refused(&client, port, &tok).await;
+                    lat.lock().unwrap().push(t.duration_since(acked).as_secs_f64() * 1e3);
+                }));
+            }
+        }
+        let sent_in = started.elapsed();
+        for p in probes {
+            p.await.unwrap();
+        }
+        let mut lat = lat.lock().unwrap().clone();
+        lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        println!(
+            "{n} revocations through A at {:.0}/s; refused by B and C after A's 200 ({} probes): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            n as f64 / sent_in.as_secs_f64(),
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
+        for (name, gw) in [("B", &b), ("C", &c)] {
+            let (p50, p99) = histogram_quantiles(gw.admin, "sessiongate_revocation_propagation_seconds").await;
+            let count = metric(gw.admin, "sessiongate_revocation_propagation_seconds_count").await;
+            println!(
+                "  {name}: sessiongate_revocation_propagation_seconds over {count} revocations: p50 <= {:.1} ms, p99 <= {:.1} ms (bucket bounds)",
+                p50 * 1e3,
+                p99 * 1e3
+            );
+        }
+
+        // 2. The proxy path: Redis-backed node against the embedded one.
+        let tokens: Arc<Vec<String>> = Arc::new((0..1000).map(|i| token(&format!("live-{i}"))).collect());
+        let mut rows = Vec::new();
+        for (name, gw) in [("redis (B)", &b), ("embedded", &solo), ("redis (B) again", &b), ("embedded again", &solo)] {
+            let pid = gw.proc.0.id();
+            let t0 = cpu_ticks(pid);
+            let (ok, err) = load(gw.proxy, tokens.clone(), 32, load_secs).await;
+            let cpu_s = (cpu_ticks(pid) - t0) as f64 / ticks_per_s();
+            rows.push((name, ok as f64 / load_secs as f64, cpu_s * 1e6 / ok.max(1) as f64, err));
+        }
+        println!("proxy path, 32 keep-alive clients, {load_secs} s each, 1,000 sessions, interleaved:");
+        for (name, rps, us, err) in &rows {
+            println!("  {name:<16} {rps:>8.0} req/s  {us:>6.1} µs CPU/request  errors {err}");
+        }
+        let redis_us = (rows[0].2 + rows[2].2) / 2.0;
+        let solo_us = (rows[1].2 + rows[3].2) / 2.0;
+        println!("  CPU per request, redis / embedded: {:.3}", redis_us / solo_us);
+        drop((a, b, c, solo));
+    });
+}
