@@ -207,7 +207,7 @@ pub enum Decision {
     /// Under `/.sessiongate/`: served by the gateway itself.
     Reserved,
     /// Verified and not revoked: forward with this identity.
-    Allow(VerifiedToken),
+    Allow(Arc<VerifiedToken>),
     Refuse(Refusal),
 }
 
@@ -347,16 +347,22 @@ impl Enforcer {
 
     /// Finds, verifies and checks the request's token against the
     /// revocation set.
-    pub fn authenticate(&self, headers: &HeaderMap, now: i64) -> Result<VerifiedToken, Refusal> {
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Arc<VerifiedToken>, Refusal> {
         let raw = find_token(headers, &self.sources).ok_or(Refusal::MissingToken)?;
         let token = self.verifier.verify(raw, now).map_err(|e| match e {
             TokenError::Expired => Refusal::Expired,
             other => Refusal::InvalidToken(other),
         })?;
-        if let Some(revoked) =
-            self.revocations
-                .check(&token.session_id, token.user_id.as_deref(), token.iat)
-        {
+        if let Some(revoked) = self.revocations.check_key(
+            token.session_key,
+            &token.session_id,
+            token.user_id.as_deref(),
+            token.iat,
+        ) {
             return Err(Refusal::Revoked(revoked));
         }
         Ok(token)

@@ -5,7 +5,9 @@
 //! revocation time (admin API, store follower) and in the purge task, never
 //! while serving a request.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -98,11 +100,55 @@ pub struct Revoked {
     pub reason: Arc<str>,
 }
 
-#[derive(Debug)]
+/// A session id as the revocation set knows it: its 128-bit xxh3 hash,
+/// seeded once per process. Strings would cost ~100 bytes a revoked session;
+/// this costs 16. Two ids with the same hash can only make a live session
+/// look revoked (refused: the safe side, with odds of about n/2^128), never
+/// let a revoked one through, since a revoked id always hashes to its key.
+pub type SessionKey = u128;
+
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(rand::random)
+}
+
+/// The [`SessionKey`] of a session id.
+#[inline]
+pub fn session_key(session_id: &str) -> SessionKey {
+    xxhash_rust::xxh3::xxh3_128_with_seed(session_id.as_bytes(), seed())
+}
+
+/// Keys are already uniform hashes: use their bits instead of hashing again.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.0 = (i as u64) ^ ((i >> 64) as u64);
+    }
+}
+
+pub type KeyBuild = BuildHasherDefault<KeyHasher>;
+
+/// 32 bytes a revoked session: key 16, revoked_at 8, expires_at 4, reason 4.
+#[derive(Debug, Clone, Copy)]
 struct SessionEntry {
     revoked_at_ms: i64,
-    expires_at: i64,
-    reason: Arc<str>,
+    /// UNIX seconds (u32 holds dates until 2106).
+    expires_at: u32,
+    /// Index into the interned reasons.
+    reason: u32,
 }
 
 #[derive(Debug)]
@@ -114,16 +160,76 @@ struct CutoffEntry {
     reason: Arc<str>,
 }
 
-/// Revoked sessions and user cutoffs, shared by every worker thread.
+/// Distinct reason texts, interned: most revocations share a handful.
+/// Past [`MAX_REASONS`] distinct texts, new ones are kept in the store and
+/// the audit trail but shown as empty in refusals.
 #[derive(Debug, Default)]
+struct Reasons {
+    index: HashMap<Arc<str>, u32>,
+    texts: Vec<Arc<str>>,
+}
+
+/// Most distinct reason texts kept in memory.
+pub const MAX_REASONS: usize = 100_000;
+
+fn clamp_expiry(s: i64) -> u32 {
+    s.clamp(0, u32::MAX as i64) as u32
+}
+
+/// Revoked sessions and user cutoffs, shared by every worker thread.
+#[derive(Debug)]
 pub struct RevocationSet {
-    sessions: DashMap<Box<str>, SessionEntry>,
+    sessions: DashMap<SessionKey, SessionEntry, KeyBuild>,
     cutoffs: DashMap<Box<str>, CutoffEntry>,
+    reasons: RwLock<Reasons>,
+}
+
+impl Default for RevocationSet {
+    fn default() -> Self {
+        let mut reasons = Reasons::default();
+        reasons.texts.push(Arc::from(""));
+        reasons.index.insert(Arc::from(""), 0);
+        RevocationSet {
+            sessions: DashMap::with_hasher(KeyBuild::default()),
+            cutoffs: DashMap::new(),
+            reasons: RwLock::new(reasons),
+        }
+    }
 }
 
 impl RevocationSet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn intern(&self, reason: &str) -> u32 {
+        if let Ok(r) = self.reasons.read() {
+            if let Some(i) = r.index.get(reason) {
+                return *i;
+            }
+            if r.texts.len() >= MAX_REASONS {
+                return 0;
+            }
+        }
+        let Ok(mut r) = self.reasons.write() else {
+            return 0;
+        };
+        if let Some(i) = r.index.get(reason) {
+            return *i;
+        }
+        let i = r.texts.len() as u32;
+        let text: Arc<str> = Arc::from(reason);
+        r.texts.push(text.clone());
+        r.index.insert(text, i);
+        i
+    }
+
+    fn reason(&self, i: u32) -> Arc<str> {
+        self.reasons
+            .read()
+            .ok()
+            .and_then(|r| r.texts.get(i as usize).cloned())
+            .unwrap_or_else(|| Arc::from(""))
     }
 
     /// Is this session refused? `iat` is the token's issued-at; a user with a
@@ -135,13 +241,29 @@ impl RevocationSet {
         user_id: Option<&str>,
         iat: Option<i64>,
     ) -> Option<Revoked> {
-        if let Some(e) = self.sessions.get(session_id) {
+        self.check_key(session_key(session_id), session_id, user_id, iat)
+    }
+
+    /// [`Self::check`] with the session's key already computed.
+    #[inline]
+    pub fn check_key(
+        &self,
+        key: SessionKey,
+        session_id: &str,
+        user_id: Option<&str>,
+        iat: Option<i64>,
+    ) -> Option<Revoked> {
+        if let Some(e) = self.sessions.get(&key) {
+            let e = *e;
             return Some(Revoked {
                 revoked_at_ms: e.revoked_at_ms,
-                reason: e.reason.clone(),
+                reason: self.reason(e.reason),
             });
         }
         let user_id = user_id?;
+        if self.cutoffs.is_empty() {
+            return None;
+        }
         let c = self.cutoffs.get(user_id)?;
         let before_cutoff = iat.is_none_or(|iat| iat < c.not_before);
         let exempt = c.except.as_deref() == Some(session_id);
@@ -163,17 +285,20 @@ impl RevocationSet {
     /// Adds a revoked session; the first revocation of a session wins.
     /// Returns true when the set changed.
     pub fn apply_session(&self, r: &SessionRevocation) -> bool {
+        let key = session_key(&r.session_id);
+        if self.sessions.contains_key(&key) {
+            return false;
+        }
+        let reason = self.intern(&r.reason);
         let mut changed = false;
-        self.sessions
-            .entry(Box::from(r.session_id.as_str()))
-            .or_insert_with(|| {
-                changed = true;
-                SessionEntry {
-                    revoked_at_ms: r.revoked_at_ms,
-                    expires_at: r.expires_at,
-                    reason: Arc::from(r.reason.as_str()),
-                }
-            });
+        self.sessions.entry(key).or_insert_with(|| {
+            changed = true;
+            SessionEntry {
+                revoked_at_ms: r.revoked_at_ms,
+                expires_at: clamp_expiry(r.expires_at),
+                reason,
+            }
+        });
         changed
     }
 
@@ -204,22 +329,12 @@ impl RevocationSet {
         }
     }
 
-    /// The revocation in force for a session, if any.
-    pub fn session(&self, session_id: &str) -> Option<SessionRevocation> {
-        self.sessions.get(session_id).map(|e| SessionRevocation {
-            session_id: session_id.to_string(),
-            revoked_at_ms: e.revoked_at_ms,
-            expires_at: e.expires_at,
-            reason: e.reason.to_string(),
-            actor: String::new(),
-        })
-    }
-
     /// Drops revocations whose tokens can no longer be valid at `now`
     /// (UNIX seconds). Returns how many entries were removed.
     pub fn purge_expired(&self, now: i64) -> usize {
         let before = self.sessions.len() + self.cutoffs.len();
-        self.sessions.retain(|_, e| e.expires_at > now);
+        let now_u32 = clamp_expiry(now);
+        self.sessions.retain(|_, e| e.expires_at > now_u32);
         self.cutoffs.retain(|_, e| e.expires_at > now);
         before - (self.sessions.len() + self.cutoffs.len())
     }

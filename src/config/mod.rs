@@ -112,6 +112,7 @@ pub struct TokenConfig {
     pub max_token_bytes: usize,
     pub max_session_lifetime_s: u64,
     pub require_exp: bool,
+    pub cache_entries: usize,
     pub jwks_reload: Duration,
     pub keys: Vec<KeyConfig>,
 }
@@ -551,6 +552,7 @@ fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyErro
         max_token_bytes: raw.max_token_bytes,
         max_session_lifetime_s: raw.max_session_lifetime_s,
         require_exp: raw.require_exp,
+        cache_entries: raw.cache_entries,
         jwks_reload: Duration::from_secs(raw.jwks_reload_s.max(1)),
         keys,
     };

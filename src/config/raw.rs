@@ -18,6 +18,7 @@ pub const DEFAULT_LEEWAY_S: u64 = 30;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 pub const DEFAULT_MAX_SESSION_LIFETIME_S: u64 = 30 * 24 * 3600;
 pub const DEFAULT_JWKS_RELOAD_S: u64 = 10;
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 100_000;
 pub const DEFAULT_MODE: &str = "enforce";
 pub const DEFAULT_PUBLIC_PATHS: &[&str] = &["/healthz"];
 pub const DEFAULT_BACKEND: &str = "embedded";
@@ -118,6 +119,9 @@ pub struct RawToken {
     /// How often JWKS files are checked for changes.
     #[serde(default = "d_jwks_reload")]
     pub jwks_reload_s: u64,
+    /// Verified tokens remembered (0 verifies every request in full).
+    #[serde(default = "d_cache_entries")]
+    pub cache_entries: usize,
     #[serde(default)]
     pub keys: Vec<RawKey>,
 }
@@ -300,6 +304,9 @@ fn d_max_session_lifetime() -> u64 {
 }
 fn d_jwks_reload() -> u64 {
     DEFAULT_JWKS_RELOAD_S
+}
+fn d_cache_entries() -> usize {
+    DEFAULT_TOKEN_CACHE_ENTRIES
 }
 fn d_mode() -> String {
     DEFAULT_MODE.into()

@@ -61,7 +61,7 @@ fn is_upstream_error(e: &Error) -> bool {
 pub struct RequestCtx {
     outcome: Option<Outcome>,
     decided_in: Option<Duration>,
-    identity: Option<VerifiedToken>,
+    identity: Option<Arc<VerifiedToken>>,
     /// The request asks for a WebSocket upgrade.
     websocket: bool,
 }
@@ -145,7 +145,12 @@ impl Proxy {
         );
         self.enforcer
             .revocations()
-            .check(&token.session_id, token.user_id.as_deref(), token.iat)
+            .check_key(
+                token.session_key,
+                &token.session_id,
+                token.user_id.as_deref(),
+                token.iat,
+            )
             .map(Refusal::Revoked)
     }
 
@@ -316,6 +321,11 @@ impl ProxyHttp for Proxy {
                 ctx.outcome = Some(Outcome::Public);
                 None
             }
+            // A claim that cannot travel in a header is not an identity.
+            Decision::Allow(token) if !token.is_representable() => {
+                self.detach();
+                Some(Refusal::InvalidToken(TokenError::Malformed))
+            }
             Decision::Allow(token) => {
                 if let Some(refusal) = self.attach(&token) {
                     ctx.outcome = Some(refusal.outcome());
@@ -354,24 +364,16 @@ impl ProxyHttp for Proxy {
                         req.insert_header(X_GEO_CITY, c.clone())?;
                     }
                 }
-                let identity = req
-                    .insert_header(X_SESSION_ID, token.session_id.as_str())
-                    .and_then(|_| match &token.user_id {
-                        Some(u) => req.insert_header(X_USER_ID, u.as_str()),
-                        None => Ok(()),
-                    });
-                match identity {
-                    Ok(()) => {
-                        ctx.outcome = Some(Outcome::Allowed);
-                        ctx.identity = Some(token);
-                        None
-                    }
-                    // A claim that cannot travel in a header is not an identity.
-                    Err(_) => {
-                        req.remove_header(X_SESSION_ID);
-                        Some(Refusal::InvalidToken(TokenError::Malformed))
-                    }
+                // Header values were built once, when the token verified.
+                if let Some(v) = &token.session_header {
+                    req.insert_header(X_SESSION_ID, v.clone())?;
                 }
+                if let Some(v) = &token.user_header {
+                    req.insert_header(X_USER_ID, v.clone())?;
+                }
+                ctx.outcome = Some(Outcome::Allowed);
+                ctx.identity = Some(token);
+                None
             }
             Decision::Refuse(r) => {
                 self.detach();

@@ -7,6 +7,7 @@
 //! must equal its key's algorithm, so `none` and HS-with-a-public-key are
 //! refused before any cryptography runs.
 
+pub mod cache;
 pub mod extract;
 pub mod keys;
 
@@ -22,6 +23,8 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::config::TokenConfig;
+use crate::revocation::{session_key, SessionKey};
+pub use cache::TokenCache;
 pub use keys::{KeyLoadError, KeySet};
 
 /// Why a token was not accepted. `Expired` maps to `token_expired`; every
@@ -68,7 +71,8 @@ impl TokenError {
     }
 }
 
-/// What the gateway needs from a token that verified.
+/// What the gateway needs from a token that verified, computed once per
+/// token (the cache shares it between that token's requests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     /// `session_claim`, else `jti`, else the lowercase hex SHA-256 of the token.
@@ -80,6 +84,41 @@ pub struct VerifiedToken {
     /// When the token stops being valid (UNIX seconds): its `exp`, else
     /// `iat` + `max_session_lifetime_s`; `None` when it has neither.
     pub exp: Option<i64>,
+    /// Not-before (UNIX seconds), checked again on cache hits.
+    pub nbf: Option<i64>,
+    /// The session's key in the revocation set.
+    pub session_key: SessionKey,
+    /// `X-Session-Id` value; `None` when the id cannot be a header value.
+    pub session_header: Option<http::HeaderValue>,
+    /// `X-User-Id` value; `None` without a user or when it cannot be one.
+    pub user_header: Option<http::HeaderValue>,
+}
+
+impl VerifiedToken {
+    pub fn new(
+        session_id: String,
+        user_id: Option<String>,
+        iat: Option<i64>,
+        exp: Option<i64>,
+    ) -> Self {
+        VerifiedToken {
+            session_key: session_key(&session_id),
+            session_header: http::HeaderValue::from_str(&session_id).ok(),
+            user_header: user_id
+                .as_deref()
+                .and_then(|u| http::HeaderValue::from_str(u).ok()),
+            session_id,
+            user_id,
+            iat,
+            exp,
+            nbf: None,
+        }
+    }
+
+    /// The identity can travel in headers (no control characters in ids).
+    pub fn is_representable(&self) -> bool {
+        self.session_header.is_some() && (self.user_id.is_none() || self.user_header.is_some())
+    }
 }
 
 /// Verifies tokens against the configured keys and claim rules.
@@ -93,6 +132,7 @@ pub struct Verifier {
     max_lifetime: i64,
     max_token_bytes: usize,
     require_exp: bool,
+    cache: Option<TokenCache>,
 }
 
 impl fmt::Debug for Verifier {
@@ -117,16 +157,50 @@ impl Verifier {
             max_lifetime: config.max_session_lifetime_s.min(i64::MAX as u64) as i64,
             max_token_bytes: config.max_token_bytes,
             require_exp: config.require_exp,
+            cache: (config.cache_entries > 0).then(|| TokenCache::new(config.cache_entries)),
         })
     }
 
-    /// Replaces the key set (JWKS reload). Requests in flight keep the old set.
+    /// Replaces the key set (JWKS reload) and forgets every cached token:
+    /// one verified by a key that is gone must be verified again.
     pub fn replace_keys(&self, keys: KeySet) {
         self.keys.store(Arc::new(keys));
+        if let Some(c) = &self.cache {
+            c.clear();
+        }
     }
 
-    /// Verifies `token` at UNIX time `now`.
-    pub fn verify(&self, token: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
+    /// Verifies `token` at UNIX time `now`: from the cache when it verified
+    /// before (its expiry is still checked), else in full.
+    #[inline]
+    pub fn verify(&self, token: &[u8], now: i64) -> Result<Arc<VerifiedToken>, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let Some(cache) = &self.cache else {
+            return self.verify_uncached(token, now).map(Arc::new);
+        };
+        if let Some(hit) = cache.get(token) {
+            if let Some(exp) = hit.exp {
+                if now >= exp.saturating_add(self.leeway) {
+                    return Err(TokenError::Expired);
+                }
+            }
+            // The clock may have stepped back since it verified.
+            if let Some(nbf) = hit.nbf {
+                if now.saturating_add(self.leeway) < nbf {
+                    return Err(TokenError::NotYetValid);
+                }
+            }
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_uncached(token, now)?);
+        cache.insert(token, verified.clone());
+        Ok(verified)
+    }
+
+    /// Verifies `token` in full: signature, claims, no cache.
+    pub fn verify_uncached(&self, token: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
@@ -210,12 +284,9 @@ impl Verifier {
             Some(s) => s,
             None => opaque_session_id(token),
         };
-        Ok(VerifiedToken {
-            session_id,
-            user_id: claims.user,
-            iat: claims.iat,
-            exp,
-        })
+        let mut verified = VerifiedToken::new(session_id, claims.user, claims.iat, exp);
+        verified.nbf = claims.nbf;
+        Ok(verified)
     }
 }
 
@@ -459,6 +530,7 @@ mod tests {
             max_token_bytes: 8192,
             max_session_lifetime_s: 3600,
             require_exp: false,
+            cache_entries: 1000,
             jwks_reload: std::time::Duration::from_secs(10),
             keys: vec![KeyConfig {
                 algorithm: Some(Algorithm::HS256),
@@ -574,6 +646,27 @@ mod tests {
         assert_eq!(v.verify(bad_iss.as_bytes(), NOW), Err(TokenError::Issuer));
         let no_aud = mint(json!({"sid":"s","iss":"https://id.example"}));
         assert_eq!(v.verify(no_aud.as_bytes(), NOW), Err(TokenError::Audience));
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_and_bad_ones_are_never_cached() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"sid":"s","exp":NOW+60}));
+        let first = v.verify(t.as_bytes(), NOW).unwrap();
+        let again = v.verify(t.as_bytes(), NOW).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "second verification comes from the cache"
+        );
+        assert_eq!(v.verify(t.as_bytes(), NOW + 90), Err(TokenError::Expired));
+        let mut bad = t.clone();
+        bad.pop();
+        bad.push(if t.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(v.verify(bad.as_bytes(), NOW), Err(TokenError::BadSignature));
+        assert_eq!(v.verify(bad.as_bytes(), NOW), Err(TokenError::BadSignature));
+        // New keys: nothing verified under the old ones is trusted.
+        v.replace_keys(KeySet::load(&[]).unwrap());
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::NoMatchingKey));
     }
 
     #[test]

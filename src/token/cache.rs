@@ -1,0 +1,154 @@
+//! Verified-token cache: a session's second request skips signature
+//! verification and claim parsing. Keyed by the 128-bit xxh3 hash of the
+//! whole token (seeded per process); each entry keeps the token itself and
+//! a hit is only a hit when the bytes are equal, so a hash collision can
+//! never stand in for verification. Only tokens that verified are cached;
+//! the revocation check still runs on every request.
+//!
+//! Bounded: 64 shards, each with two generations. Inserts go to the current
+//! generation; when it holds half the shard's share of the capacity, the
+//! old generation is dropped and the current one becomes old. A hit in the
+//! old generation moves the entry back. At most `capacity` entries are held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::VerifiedToken;
+use crate::revocation::KeyBuild;
+
+const SHARDS: usize = 64;
+
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(rand::random)
+}
+
+struct Entry {
+    token: Box<[u8]>,
+    claims: Arc<VerifiedToken>,
+}
+
+#[derive(Default)]
+struct Shard {
+    current: HashMap<u128, Entry, KeyBuild>,
+    old: HashMap<u128, Entry, KeyBuild>,
+}
+
+/// Tokens that verified, with their claims.
+pub struct TokenCache {
+    shards: Box<[Mutex<Shard>]>,
+    generation: usize,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("capacity", &(self.generation * 2 * SHARDS))
+            .finish()
+    }
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens (rounded to the shard count).
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            generation: (capacity / SHARDS / 2).max(1),
+        }
+    }
+
+    #[inline]
+    fn locate(&self, token: &[u8]) -> (u128, &Mutex<Shard>) {
+        let key = xxhash_rust::xxh3::xxh3_128_with_seed(token, seed());
+        (key, &self.shards[(key as usize) % SHARDS])
+    }
+
+    /// The claims of `token`, when it verified before.
+    #[inline]
+    pub fn get(&self, token: &[u8]) -> Option<Arc<VerifiedToken>> {
+        let (key, shard) = self.locate(token);
+        let mut s = shard.lock().ok()?;
+        if let Some(e) = s.current.get(&key) {
+            return (*e.token == *token).then(|| e.claims.clone());
+        }
+        let e = s.old.remove(&key)?;
+        if *e.token != *token {
+            s.old.insert(key, e);
+            return None;
+        }
+        let claims = e.claims.clone();
+        Self::insert_into(&mut s, self.generation, key, e);
+        Some(claims)
+    }
+
+    fn insert_into(s: &mut Shard, generation: usize, key: u128, e: Entry) {
+        if s.current.len() >= generation {
+            s.old = std::mem::take(&mut s.current);
+        }
+        s.current.insert(key, e);
+    }
+
+    /// Remembers that `token` verified with these claims.
+    pub fn insert(&self, token: &[u8], claims: Arc<VerifiedToken>) {
+        let (key, shard) = self.locate(token);
+        if let Ok(mut s) = shard.lock() {
+            let e = Entry {
+                token: token.into(),
+                claims,
+            };
+            Self::insert_into(&mut s, self.generation, key, e);
+        }
+    }
+
+    /// Forgets everything (the keys changed).
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            if let Ok(mut s) = s.lock() {
+                s.current.clear();
+                s.old.clear();
+            }
+        }
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|s| s.current.len() + s.old.len()))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sid: &str) -> Arc<VerifiedToken> {
+        Arc::new(VerifiedToken::new(sid.to_string(), None, None, None))
+    }
+
+    #[test]
+    fn hits_only_for_the_same_bytes() {
+        let c = TokenCache::new(1000);
+        c.insert(b"token-a", claims("a"));
+        assert_eq!(c.get(b"token-a").unwrap().session_id, "a");
+        assert!(c.get(b"token-b").is_none());
+        c.clear();
+        assert!(c.get(b"token-a").is_none());
+    }
+
+    #[test]
+    fn stays_bounded() {
+        let c = TokenCache::new(SHARDS * 2 * 10);
+        for i in 0..100_000 {
+            c.insert(format!("t{i}").as_bytes(), claims("x"));
+        }
+        assert!(c.len() <= SHARDS * 2 * 10, "{}", c.len());
+        // Recent entries survive.
+        assert!(c.get(b"t99999").is_some());
+    }
+}
