@@ -186,12 +186,18 @@ fn main() {
 
         let dir = tempfile::tempdir().unwrap();
         let read = seed(dir.path(), rows);
-        let (_gw, _, ready) = start(dir.path()).await;
+        let (gw, _, ready) = start(dir.path()).await;
         println!(
             "start-up to /readyz with {rows} revocations: {:.2} s  (SQLite read alone: {:.2} s, ratio {:.1})",
             ready.as_secs_f64(),
             read.as_secs_f64(),
             ready.as_secs_f64() / read.as_secs_f64()
         );
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", gw.0.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+            .unwrap_or_default();
+        println!("gateway RSS once ready: {rss}");
     });
 }

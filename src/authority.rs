@@ -178,24 +178,27 @@ impl Authority {
         );
     }
 
-    /// Applies revocations read from the store (another process wrote them,
-    /// or start-up) and closes the connections they end. Answers how many
-    /// changed the in-memory set.
-    pub fn apply(&self, revocations: &[Revocation]) -> usize {
-        let mut changed = 0;
-        for r in revocations {
-            if !self.revocations.apply(r) {
-                continue;
-            }
-            changed += 1;
-            match r {
-                Revocation::Session(s) => {
-                    self.connections
-                        .close_session(&s.session_id, Instant::now());
-                }
-                Revocation::User(u) => self.close_cutoff(u),
-            }
+    /// Applies one revocation read from the store and closes the
+    /// connections it ends; the gauges are left for the caller to refresh.
+    pub fn apply_one(&self, r: &Revocation) -> bool {
+        if !self.revocations.apply(r) {
+            return false;
         }
+        match r {
+            Revocation::Session(s) => {
+                self.connections
+                    .close_session(&s.session_id, Instant::now());
+            }
+            Revocation::User(u) => self.close_cutoff(u),
+        }
+        true
+    }
+
+    /// Applies revocations read from the store (another process wrote them)
+    /// and closes the connections they end. Answers how many changed the
+    /// in-memory set.
+    pub fn apply(&self, revocations: &[Revocation]) -> usize {
+        let changed = revocations.iter().filter(|r| self.apply_one(r)).count();
         if changed > 0 {
             self.refresh_gauges();
         }

@@ -83,6 +83,17 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Revoke every session id listed in a file (one per line), straight into
+    /// the configured store; a running gateway applies them from the store.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// File of session ids, one per line ("-" for standard input).
+        #[arg(long)]
+        sessions: PathBuf,
+        #[arg(long, default_value = "imported")]
+        reason: String,
+    },
     /// List a user's sessions as a table (admin client).
     Sessions {
         #[command(flatten)]
@@ -196,6 +207,17 @@ pub fn main() -> ExitCode {
                 serde_json::to_string_pretty(v).unwrap_or_default()
             })
         }
+        Command::Import {
+            config,
+            sessions,
+            reason,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            import(&config, &sessions, &reason)
+        }
         Command::Sessions { admin, user } => {
             let path = format!("/v1/users/{}/sessions", encode_segment(&user));
             admin_call(&admin, reqwest::Method::GET, &path, &[], sessions_table)
@@ -263,6 +285,94 @@ fn sessions_table(v: &serde_json::Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `sessiongate import`: bulk revocation into the store.
+fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut ids = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let Ok(line) = line else {
+            eprintln!("{}:{}: not UTF-8", file.display(), n + 1);
+            return ExitCode::from(2);
+        };
+        let id = line.trim();
+        if id.is_empty() || id.starts_with('#') {
+            continue;
+        }
+        if id.len() > crate::admin::MAX_ID_BYTES || id.chars().any(char::is_control) {
+            eprintln!("{}:{}: not a session id", file.display(), n + 1);
+            return ExitCode::from(2);
+        }
+        ids.push(id.to_string());
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let store = match crate::gateway::open_store(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e:#}", config.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let now_ms = crate::clock::now_ms();
+    let expires_at = now_ms.div_euclid(1000)
+        + config.token.max_session_lifetime_s.min(i64::MAX as u64 / 2) as i64;
+    let total = ids.len();
+    let batch: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            (
+                crate::revocation::SessionRevocation {
+                    session_id: id.clone(),
+                    revoked_at_ms: now_ms,
+                    expires_at,
+                    reason: reason.to_string(),
+                    actor: "import".into(),
+                },
+                crate::audit::AuditEntry {
+                    at_ms: now_ms,
+                    actor: "import".into(),
+                    actor_ip: None,
+                    action: crate::audit::Action::RevokeSession,
+                    target: format!("session:{id}"),
+                    reason: reason.to_string(),
+                },
+            )
+        })
+        .collect();
+    match runtime.block_on(store.import_sessions(batch)) {
+        Ok(new) => {
+            println!(
+                "{new} revoked ({} already were), of {total} listed",
+                total - new
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn config_error(e: crate::config::ConfigError) -> ExitCode {

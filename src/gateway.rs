@@ -64,24 +64,29 @@ pub struct ProcessOptions {
     pub daemon: bool,
 }
 
+/// The store `config` names (not connected yet for Redis).
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store.backend {
+        Backend::Embedded => Arc::new(Embedded::open(
+            &config.store.path,
+            config.store.busy_timeout,
+        )?),
+        Backend::Redis => Arc::new(RedisStore::new(RedisSettings {
+            url: config.store.redis_url.clone(),
+            ca_file: config.store.redis_ca_file.clone(),
+            prefix: config.store.redis_prefix.clone(),
+            stream_maxlen: config.store.redis_stream_maxlen,
+            audit_maxlen: 1_000_000,
+            session_ttl: Duration::from_secs(config.sessions.idle_ttl_s.max(1)),
+        })?),
+    })
+}
+
 impl Gateway {
     /// Builds the shared state: opens the store, loads the keys.
     pub fn new(config: Config) -> anyhow::Result<Gateway> {
         let metrics = Arc::new(Metrics::new(Registry::new())?);
-        let store: Arc<dyn Store> = match config.store.backend {
-            Backend::Embedded => Arc::new(Embedded::open(
-                &config.store.path,
-                config.store.busy_timeout,
-            )?),
-            Backend::Redis => Arc::new(RedisStore::new(RedisSettings {
-                url: config.store.redis_url.clone(),
-                ca_file: config.store.redis_ca_file.clone(),
-                prefix: config.store.redis_prefix.clone(),
-                stream_maxlen: config.store.redis_stream_maxlen,
-                audit_maxlen: 1_000_000,
-                session_ttl: Duration::from_secs(config.sessions.idle_ttl_s.max(1)),
-            })?),
-        };
+        let store = open_store(&config)?;
         let revocations = Arc::new(RevocationSet::new());
         let connections = Arc::new(ConnectionRegistry::new(metrics.clone()));
         let enforcer =
@@ -296,18 +301,20 @@ impl StateSync {
         let started = std::time::Instant::now();
         let mut backoff = LOAD_RETRY;
         loop {
-            match store.load(clock::now_s()).await {
-                Ok(changes) => {
-                    let n = self.authority.apply(&changes.revocations);
+            let authority = self.authority.clone();
+            let sink: crate::store::Sink = Arc::new(move |r| {
+                authority.apply_one(&r);
+            });
+            match store.load(clock::now_s(), sink).await {
+                Ok(loaded) => {
                     self.authority.refresh_gauges();
                     self.health.contact(clock::now_ms());
                     tracing::info!(
-                        revocations = changes.revocations.len(),
-                        new = n,
+                        revocations = loaded.count,
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "revocation state loaded"
                     );
-                    return Some(changes.cursor);
+                    return Some(loaded.cursor);
                 }
                 Err(e) => {
                     self.metrics.store_errors.inc();

@@ -319,3 +319,61 @@ async fn sessions_command_prints_a_table() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn import_revokes_every_listed_session() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let list = gw.dir.path().join("revoked.txt");
+    std::fs::write(
+        &list,
+        "# exported from the old system\nimp-1\nimp-2\n\nimp-3\n",
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["import", "--config"])
+        .arg(&gw.config_path)
+        .arg("--sessions")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("3 revoked"));
+    // The running gateway picks them up from the store's change log.
+    for sid in ["imp-1", "imp-2", "imp-3"] {
+        let tok = hs256(&claims("u", sid));
+        assert_eventually!(
+            gw.get("/", &tok).await.status() == 401,
+            std::time::Duration::from_secs(5),
+            "{sid} not applied"
+        );
+    }
+    assert_eq!(
+        gw.get("/", &hs256(&claims("u", "imp-4"))).await.status(),
+        200
+    );
+    // Again: nothing new.
+    let out = Command::new(binary())
+        .args(["import", "--config"])
+        .arg(&gw.config_path)
+        .arg("--sessions")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 revoked (3 already were)"));
+    std::fs::write(&list, "ok\nbad\u{7}id\n").unwrap();
+    let out = Command::new(binary())
+        .args(["import", "--config"])
+        .arg(&gw.config_path)
+        .arg("--sessions")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":2: not a session id"));
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
-use super::{Changes, Store, StoreError};
+use super::{Changes, Loaded, Sink, Store, StoreError};
 use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
@@ -319,24 +319,29 @@ impl Store for Embedded {
         .await
     }
 
-    async fn load(&self, now_s: i64) -> Result<Changes, StoreError> {
+    async fn load(&self, now_s: i64, sink: Sink) -> Result<Loaded, StoreError> {
         self.with_reader(move |conn| {
             // One read transaction: the rows and the cursor are one snapshot.
             let tx = conn.transaction()?;
-            let (revocations, _) = query_revocations(
-                &tx,
-                &format!(
+            let mut count = 0;
+            {
+                let mut stmt = tx.prepare(&format!(
                     "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE expires_at > ?1 ORDER BY seq"
-                ),
-                params![now_s],
-            )?;
+                ))?;
+                let mut rows = stmt.query(params![now_s])?;
+                while let Some(row) = rows.next()? {
+                    if let (_, Some(r)) = row_to_revocation(row)? {
+                        sink(r);
+                        count += 1;
+                    }
+                }
+            }
             let cursor: i64 =
                 tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM revocations", [], |r| r.get(0))?;
             tx.commit()?;
-            Ok(Changes {
-                revocations,
+            Ok(Loaded {
+                count,
                 cursor: cursor.max(0).to_string(),
-                reload: false,
             })
         })
         .await
@@ -383,6 +388,38 @@ impl Store for Embedded {
                 params![now, limit as i64],
             )?;
             Ok(list)
+        })
+        .await
+    }
+
+    async fn import_sessions(
+        &self,
+        revocations: Vec<(SessionRevocation, AuditEntry)>,
+    ) -> Result<usize, StoreError> {
+        self.with_writer(move |conn| {
+            // One transaction: all of them or none.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut new = 0;
+            {
+                let mut exists = tx.prepare_cached(
+                    "SELECT 1 FROM revocations WHERE kind = 'session' AND target = ?1 AND expires_at > ?2",
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO revocations (kind, target, at_ms, expires_at, reason, actor)
+                     VALUES ('session', ?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for (r, a) in &revocations {
+                    let now_s = r.revoked_at_ms.div_euclid(1000);
+                    if exists.exists(params![r.session_id, now_s])? {
+                        continue;
+                    }
+                    insert.execute(params![r.session_id, r.revoked_at_ms, r.expires_at, r.reason, r.actor])?;
+                    insert_audit(&tx, a)?;
+                    new += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(new)
         })
         .await
     }
@@ -601,8 +638,8 @@ mod tests {
         let path = dir.path().join("s.db");
         let a = Embedded::open(&path, Duration::from_secs(5)).unwrap();
         let b = Embedded::open(&path, Duration::from_secs(5)).unwrap();
-        let start = b.load(0).await.unwrap();
-        assert_eq!(start.revocations.len(), 0);
+        let start = b.load(0, Arc::new(|_| {})).await.unwrap();
+        assert_eq!(start.count, 0);
 
         let first = a
             .revoke_session(session("s1", 5_000), audit("session:s1"))
@@ -628,13 +665,17 @@ mod tests {
 
         drop(a);
         let c = Embedded::open(&path, Duration::from_secs(5)).unwrap();
-        let loaded = c.load(0).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        c.load(0, Arc::new(move |r| sink.lock().unwrap().push(r)))
+            .await
+            .unwrap();
         assert_eq!(
-            loaded.revocations,
+            *seen.lock().unwrap(),
             vec![Revocation::Session(session("s1", 5_000))]
         );
         assert_eq!(c.audit(10, None).await.unwrap().len(), 2);
         assert_eq!(c.purge_expired(10_000).await.unwrap(), 1);
-        assert!(c.load(0).await.unwrap().revocations.is_empty());
+        assert_eq!(c.load(0, Arc::new(|_| {})).await.unwrap().count, 0);
     }
 }

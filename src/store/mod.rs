@@ -50,6 +50,16 @@ pub struct Changes {
     pub reload: bool,
 }
 
+/// Where [`Store::load`] hands each revocation.
+pub type Sink = std::sync::Arc<dyn Fn(Revocation) + Send + Sync>;
+
+/// What [`Store::load`] answers.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub count: usize,
+    pub cursor: String,
+}
+
 /// When this process last heard from its store, for
 /// `enforcement.fail_closed_after_s`.
 #[derive(Debug)]
@@ -95,9 +105,10 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditEntry,
     ) -> Result<UserCutoff, StoreError>;
 
-    /// Every revocation still in force at `now_s`, oldest first, and the
-    /// change-log position they reflect.
-    async fn load(&self, now_s: i64) -> Result<Changes, StoreError>;
+    /// Every revocation still in force at `now_s`, oldest first, handed to
+    /// `sink` one at a time (a store may hold millions: nothing is collected);
+    /// answers how many and the change-log position they reflect.
+    async fn load(&self, now_s: i64, sink: Sink) -> Result<Loaded, StoreError>;
 
     /// Revocations written after `cursor` (by this process or another),
     /// waiting up to `wait` for some to arrive.
@@ -108,6 +119,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit entry on its own (actions that revoke nothing).
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
+    /// Revokes many sessions at once (`sessiongate import`), each with its
+    /// audit entry; answers how many were new. The default takes them one by
+    /// one; a store may do better.
+    async fn import_sessions(
+        &self,
+        revocations: Vec<(SessionRevocation, AuditEntry)>,
+    ) -> Result<usize, StoreError> {
+        let mut new = 0;
+        for (r, a) in revocations {
+            let at = r.revoked_at_ms;
+            if self.revoke_session(r, a).await?.revoked_at_ms == at {
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
 
     /// The `limit` most recent audit entries at or after `since_ms`, newest first.
     async fn audit(

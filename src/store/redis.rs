@@ -25,7 +25,7 @@ use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
-use super::{Changes, Store, StoreError};
+use super::{Changes, Loaded, Sink, Store, StoreError};
 use crate::audit::AuditEntry;
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
@@ -403,13 +403,13 @@ impl Store for RedisStore {
             .ok_or_else(|| StoreError("redis: unreadable cutoff".into()))
     }
 
-    async fn load(&self, now_s: i64) -> Result<Changes, StoreError> {
+    async fn load(&self, now_s: i64, sink: Sink) -> Result<Loaded, StoreError> {
         // The cursor first: anything written during the scan is replayed
         // from the stream (applying twice is harmless).
         let cursor = self.last_id(&self.key("revocations")).await?;
         let prefix_s = self.key("rev:s:");
         let prefix_u = self.key("rev:u:");
-        let mut revocations = Vec::new();
+        let mut count = 0;
         for (prefix, is_user) in [(prefix_s, false), (prefix_u, true)] {
             let keys = self.scan(&format!("{prefix}*")).await?;
             let values = self.mget(&keys).await?;
@@ -423,15 +423,12 @@ impl Store for RedisStore {
                     parse_session(target, &v).map(Revocation::Session)
                 };
                 if let Some(r) = r.filter(|r| r.expires_at() > now_s) {
-                    revocations.push(r);
+                    sink(r);
+                    count += 1;
                 }
             }
         }
-        Ok(Changes {
-            revocations,
-            cursor,
-            reload: false,
-        })
+        Ok(Loaded { count, cursor })
     }
 
     async fn changes_since(&self, cursor: &str, wait: Duration) -> Result<Changes, StoreError> {
