@@ -69,17 +69,36 @@ TOML
 "$SG" check-config --config "$GW_DIR/gw.toml" >&2
 "$SG" import --config "$GW_DIR/gw.toml" --sessions "$RUN/revoked.txt" --reason "bench preload" >&2
 
-BARE_PID=""
-stop_bare() { [[ -n "$BARE_PID" ]] && kill "$BARE_PID" 2>/dev/null && wait "$BARE_PID" 2>/dev/null; true; }
-trap stop_bare EXIT
+# pingora listeners use SO_REUSEPORT: a stale process on a port would
+# silently take part of the load. Refuse to start over one.
+for p in "$GW_PORT" "$((GW_PORT + 1))" "$BARE_PORT"; do
+    if ss -ltnH "sport = :$p" | grep -q .; then
+        echo "port $p is in use: $(ss -ltnpH "sport = :$p")" >&2
+        exit 1
+    fi
+done
+
+# Both servers are started here, pinned like the peers, and stopped by PID.
+# (Not through bench.sh's GATEWAY_CMD: bench.sh then charges every extra
+# row with the gateway's CPU time instead of finding each row's process.)
+PIDS=()
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; true; }
+trap stop_all EXIT
 taskset -c "$SERVER_CPUS" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:${UP_PORT:-18080}" 1 >"$RUN/bare_proxy.out" 2>&1 &
-BARE_PID=$!
-echo "started pingora-bare pid $BARE_PID on 127.0.0.1:$BARE_PORT" >&2
+PIDS+=($!)
+echo "started pingora-bare pid $! on 127.0.0.1:$BARE_PORT" >&2
+taskset -c "$SERVER_CPUS" "$SG" run --config "$GW_DIR/gw.toml" >"$RUN/gateway.out" 2>&1 &
+PIDS+=($!)
+echo "started sessiongate pid $! on 127.0.0.1:$GW_PORT" >&2
+for _ in $(seq 1 200); do
+    curl -sf "http://127.0.0.1:$((GW_PORT + 1))/readyz" >/dev/null && break
+    sleep 0.05
+done
+curl -sf "http://127.0.0.1:$((GW_PORT + 1))/readyz" >/dev/null || { echo "sessiongate not ready; see $RUN/gateway.out" >&2; exit 1; }
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)" >&2
 GATEWAY_NAME=sessiongate \
 GATEWAY_ALGS="${GATEWAY_ALGS:-hs256 es256}" \
-GATEWAY_CMD="$SG run --config $GW_DIR/gw.toml" \
 EXTRA_TARGETS="${EXTRA_TARGETS:-pingora-bare=127.0.0.1:$BARE_PORT}" \
 TARGETS="${TARGETS:-upstream nginx haproxy-bare hap-jwt-hs256 hap-jwt-es256 gateway}" \
     "$BENCH_DIR/bench.sh" "127.0.0.1:$GW_PORT"

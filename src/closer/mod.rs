@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use atomic_waker::AtomicWaker;
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
@@ -74,7 +74,10 @@ struct Attachment {
 #[derive(Debug)]
 pub struct Conn {
     id: u64,
-    cancel: CancellationToken,
+    /// Set once, by a revocation; the one task serving the unit waits on
+    /// `waker` (a connection or stream is served by one task at a time).
+    cancelled: AtomicBool,
+    waker: AtomicWaker,
     attachment: Mutex<Option<Attachment>>,
     /// Set when a `101 Switching Protocols` answer to a WebSocket handshake
     /// is about to be written on this connection.
@@ -87,13 +90,15 @@ impl Conn {
         self.id
     }
 
-    /// Resolves when the connection's session has been revoked.
-    pub async fn cancelled(&self) {
-        self.cancel.cancelled().await
+    /// Resolves when the connection's session has been revoked. Polling it
+    /// costs two atomic operations: it sits in every select of the request
+    /// path.
+    pub fn cancelled(&self) -> Cancelled<'_> {
+        Cancelled { conn: self }
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.cancelled.load(Ordering::Acquire)
     }
 
     /// True once a WebSocket upgrade answer is being written.
@@ -103,7 +108,34 @@ impl Conn {
 
     fn revoke(&self, at: Instant, reason: CloseReason) {
         let _ = self.revoked.set((at, reason));
-        self.cancel.cancel();
+        self.cancelled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// The future of [`Conn::cancelled`].
+#[derive(Debug)]
+pub struct Cancelled<'a> {
+    conn: &'a Conn,
+}
+
+impl std::future::Future for Cancelled<'_> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.conn.is_cancelled() {
+            return std::task::Poll::Ready(());
+        }
+        self.conn.waker.register(cx.waker());
+        // A revocation between the check and the registration woke nobody.
+        if self.conn.is_cancelled() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     }
 }
 
@@ -158,7 +190,8 @@ impl ConnectionRegistry {
     pub fn open(&self) -> Arc<Conn> {
         Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            cancel: CancellationToken::new(),
+            cancelled: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             attachment: Mutex::new(None),
             upgrading: AtomicBool::new(false),
             revoked: OnceLock::new(),
@@ -167,16 +200,24 @@ impl ConnectionRegistry {
 
     /// Makes `conn` carry this session (a keep-alive connection carries the
     /// session of its most recent request). Cheap when it already does.
-    pub fn attach(&self, conn: &Arc<Conn>, session: &str, user: Option<&str>, iat: Option<i64>) {
+    /// Answers true when the connection was not carrying it before: only then
+    /// can a revocation have missed it, and the caller checks again.
+    pub fn attach(
+        &self,
+        conn: &Arc<Conn>,
+        session: &str,
+        user: Option<&str>,
+        iat: Option<i64>,
+    ) -> bool {
         let previous = {
             let Ok(mut a) = conn.attachment.lock() else {
-                return;
+                return true;
             };
             if let Some(cur) = a.as_mut() {
                 if &*cur.session == session && cur.user.as_deref() == user {
                     cur.iat = iat;
                     self.set_kind_locked(cur, Kind::Http);
-                    return;
+                    return false;
                 }
             }
             a.replace(Attachment {
@@ -191,7 +232,7 @@ impl ConnectionRegistry {
         }
         self.metrics.open_connections(Kind::Http).inc();
         let Ok(a) = conn.attachment.lock() else {
-            return;
+            return true;
         };
         if let Some(a) = a.as_ref() {
             self.by_session
@@ -205,6 +246,7 @@ impl ConnectionRegistry {
                     .insert(conn.id, conn.clone());
             }
         }
+        true
     }
 
     /// The connection's latest request carried no session (public path,

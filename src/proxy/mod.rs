@@ -137,12 +137,17 @@ impl Proxy {
             return None;
         }
         let conn = closer::current()?;
-        self.connections.attach(
+        let newly = self.connections.attach(
             &conn,
             &token.session_id,
             token.user_id.as_deref(),
             token.iat,
         );
+        if !newly {
+            // Already carried this session: a revocation since the decision
+            // has cancelled this connection, and this request with it.
+            return None;
+        }
         self.enforcer
             .revocations()
             .check_key(

@@ -14,6 +14,7 @@ pub mod device;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -150,13 +151,14 @@ struct Entry {
     device: Arc<Device>,
     geo: Option<Arc<Geo>>,
     first_seen_ms: i64,
-    last_seen_ms: i64,
-    requests: u64,
+    // Updated on every request under the map's read lock.
+    last_seen_ms: AtomicI64,
+    requests: AtomicU64,
+    dirty: AtomicBool,
     iat: Option<i64>,
     exp: Option<i64>,
     new_location: bool,
     confirmed: bool,
-    dirty: bool,
 }
 
 impl Entry {
@@ -168,8 +170,8 @@ impl Entry {
             geo: self.geo.clone(),
             device: self.device.clone(),
             first_seen_ms: self.first_seen_ms,
-            last_seen_ms: self.last_seen_ms,
-            requests: self.requests,
+            last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
             iat: self.iat,
             exp: self.exp,
             new_location: self.new_location,
@@ -188,8 +190,8 @@ impl Entry {
             latitude: self.geo.as_ref().and_then(|g| g.latitude),
             longitude: self.geo.as_ref().and_then(|g| g.longitude),
             first_seen_ms: self.first_seen_ms,
-            last_seen_ms: self.last_seen_ms,
-            requests: self.requests,
+            last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
             iat: self.iat,
             exp: self.exp,
             new_location: self.new_location,
@@ -255,9 +257,8 @@ impl SessionRegistry {
         self.sessions.is_empty()
     }
 
-    fn mark_dirty(&self, key: &Arc<str>, e: &mut Entry) {
-        if !e.dirty {
-            e.dirty = true;
+    fn mark_dirty(&self, key: &Arc<str>, e: &Entry) {
+        if !e.dirty.swap(true, Ordering::Relaxed) {
             if let Ok(mut d) = self.dirty.lock() {
                 d.push(key.clone());
             }
@@ -267,13 +268,14 @@ impl SessionRegistry {
     /// Records one allowed request of a session.
     #[inline]
     pub fn observe(&self, s: &Sighting) -> Observation {
-        if let Some(mut e) = self.sessions.get_mut(s.session_id) {
-            if e.ip == s.ip && e.user_agent.as_bytes() == s.user_agent {
-                e.last_seen_ms = s.now_ms;
-                e.requests += 1;
-                e.exp = s.exp.or(e.exp);
-                let key = e.key().clone();
-                self.mark_dirty(&key, &mut e);
+        if let Some(e) = self.sessions.get(s.session_id) {
+            let same = e.ip == s.ip
+                && e.user_agent.as_bytes() == s.user_agent
+                && (s.exp.is_none() || s.exp == e.exp);
+            if same {
+                e.last_seen_ms.store(s.now_ms, Ordering::Relaxed);
+                e.requests.fetch_add(1, Ordering::Relaxed);
+                self.mark_dirty(e.key(), &e);
                 return Observation {
                     geo: e.geo.clone(),
                     unconfirmed_new_location: self.limits.refuse_new_location
@@ -333,28 +335,28 @@ impl SessionRegistry {
                 device: device.clone(),
                 geo: geo.clone(),
                 first_seen_ms: s.now_ms,
-                last_seen_ms: s.now_ms,
-                requests: 0,
+                last_seen_ms: AtomicI64::new(s.now_ms),
+                requests: AtomicU64::new(0),
+                dirty: AtomicBool::new(false),
                 iat: s.iat,
                 exp: s.exp,
                 new_location,
                 confirmed,
-                dirty: false,
             });
             let e = entry.value_mut();
-            is_new = e.requests == 0;
+            is_new = *e.requests.get_mut() == 0;
             e.ip = s.ip;
             e.user_agent = Arc::from(user_agent.as_ref());
             e.device = device;
             e.geo = geo.clone();
-            e.last_seen_ms = s.now_ms;
-            e.requests += 1;
+            *e.last_seen_ms.get_mut() = s.now_ms;
+            *e.requests.get_mut() += 1;
             e.iat = s.iat.or(e.iat);
             e.exp = s.exp.or(e.exp);
             e.new_location = new_location;
             e.confirmed = confirmed;
             let k = entry.key().clone();
-            self.mark_dirty(&k, entry.value_mut());
+            self.mark_dirty(&k, entry.value());
         }
         if is_new {
             if let Some(u) = &user {
@@ -419,7 +421,7 @@ impl SessionRegistry {
             let Some(e) = self.sessions.get(&k) else {
                 continue;
             };
-            if e.last_seen_ms < since {
+            if e.last_seen_ms.load(Ordering::Relaxed) < since {
                 continue;
             }
             let c = e.geo.as_ref().and_then(|g| g.country.as_deref());
@@ -437,7 +439,7 @@ impl SessionRegistry {
             Some(mut e) => {
                 e.confirmed = true;
                 let k = e.key().clone();
-                self.mark_dirty(&k, &mut e);
+                self.mark_dirty(&k, &e);
                 true
             }
             None => false,
@@ -469,8 +471,8 @@ impl SessionRegistry {
         };
         keys.iter()
             .filter_map(|k| {
-                self.sessions.get_mut(k).map(|mut e| {
-                    e.dirty = false;
+                self.sessions.get(k).map(|e| {
+                    e.dirty.store(false, Ordering::Relaxed);
                     e.record(k)
                 })
             })
@@ -480,9 +482,8 @@ impl SessionRegistry {
     /// Marks sessions dirty again (their write failed).
     pub fn retry_dirty(&self, records: &[SessionRecord]) {
         for r in records {
-            if let Some(mut e) = self.sessions.get_mut(r.session_id.as_str()) {
-                let k = e.key().clone();
-                self.mark_dirty(&k, &mut e);
+            if let Some(e) = self.sessions.get(r.session_id.as_str()) {
+                self.mark_dirty(e.key(), &e);
             }
         }
     }
@@ -508,13 +509,13 @@ impl SessionRegistry {
                     device: info.device,
                     geo: info.geo,
                     first_seen_ms: r.first_seen_ms,
-                    last_seen_ms: r.last_seen_ms,
-                    requests: r.requests,
+                    last_seen_ms: AtomicI64::new(r.last_seen_ms),
+                    requests: AtomicU64::new(r.requests),
+                    dirty: AtomicBool::new(false),
                     iat: r.iat,
                     exp: r.exp,
                     new_location: r.new_location,
                     confirmed: r.confirmed,
-                    dirty: false,
                 },
             );
             if let Some(u) = user {
@@ -532,7 +533,7 @@ impl SessionRegistry {
         let cutoff = now_ms - self.limits.idle_ttl_ms;
         let mut removed: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
         self.sessions.retain(|k, e| {
-            let keep = e.last_seen_ms >= cutoff;
+            let keep = e.last_seen_ms.load(Ordering::Relaxed) >= cutoff;
             if !keep {
                 removed.push((k.clone(), e.user.clone()));
             }
@@ -543,7 +544,7 @@ impl SessionRegistry {
             let mut by_age: Vec<(i64, Arc<str>)> = self
                 .sessions
                 .iter()
-                .map(|e| (e.last_seen_ms, e.key().clone()))
+                .map(|e| (e.last_seen_ms.load(Ordering::Relaxed), e.key().clone()))
                 .collect();
             by_age.sort_unstable_by_key(|(t, _)| *t);
             for (_, k) in by_age.into_iter().take(over) {
