@@ -22,6 +22,7 @@ use atomic_waker::AtomicWaker;
 use dashmap::DashMap;
 
 use crate::metrics::Metrics;
+use crate::revocation::{session_key, KeyBuild, SessionKey};
 
 /// What a connection is carrying, for the open-connections gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +62,63 @@ impl CloseReason {
     }
 }
 
-/// The session a connection carries.
-#[derive(Debug, Clone)]
+/// The session a connection carries, by key (no strings: behind a load
+/// balancer's pooled connections, the session changes on most requests).
+#[derive(Debug, Clone, Copy)]
 struct Attachment {
-    session: Arc<str>,
-    user: Option<Arc<str>>,
+    session: SessionKey,
+    user: Option<SessionKey>,
     iat: Option<i64>,
     kind: Kind,
+}
+
+/// The connections of one session or user: almost always one, kept inline.
+#[derive(Debug)]
+enum Conns {
+    One(Arc<Conn>),
+    Many(HashMap<u64, Arc<Conn>>),
+}
+
+impl Conns {
+    fn insert(&mut self, conn: &Arc<Conn>) {
+        match self {
+            Conns::One(c) if c.id == conn.id => {}
+            Conns::One(c) => {
+                let mut m = HashMap::with_capacity(2);
+                m.insert(c.id, c.clone());
+                m.insert(conn.id, conn.clone());
+                *self = Conns::Many(m);
+            }
+            Conns::Many(m) => {
+                m.insert(conn.id, conn.clone());
+            }
+        }
+    }
+
+    /// Removes `id`; answers true when nothing is left.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Conns::One(c) => c.id == id,
+            Conns::Many(m) => {
+                m.remove(&id);
+                m.is_empty()
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Conn>> {
+        match self {
+            Conns::One(c) => vec![c.clone()],
+            Conns::Many(m) => m.values().cloned().collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Conns::One(_) => 1,
+            Conns::Many(m) => m.len(),
+        }
+    }
 }
 
 /// One cancellable unit: an HTTP/1 connection or an HTTP/2 stream.
@@ -139,13 +190,12 @@ impl std::future::Future for Cancelled<'_> {
     }
 }
 
-type ConnMap = HashMap<u64, Arc<Conn>>;
-
-/// Open connections indexed by session and by user.
+/// Open connections indexed by session and by user (keys: hashes of the
+/// ids, as in the revocation set).
 pub struct ConnectionRegistry {
     next_id: AtomicU64,
-    by_session: DashMap<Arc<str>, ConnMap>,
-    by_user: DashMap<Arc<str>, ConnMap>,
+    by_session: DashMap<SessionKey, Conns, KeyBuild>,
+    by_user: DashMap<SessionKey, Conns, KeyBuild>,
     metrics: Arc<Metrics>,
 }
 
@@ -167,11 +217,19 @@ pub fn current() -> Option<Arc<Conn>> {
     CURRENT.try_with(Arc::clone).ok()
 }
 
-fn remove_from(map: &DashMap<Arc<str>, ConnMap>, key: &Arc<str>, id: u64) {
-    if let dashmap::Entry::Occupied(mut e) = map.entry(key.clone()) {
-        e.get_mut().remove(&id);
-        if e.get().is_empty() {
+fn remove_from(map: &DashMap<SessionKey, Conns, KeyBuild>, key: SessionKey, id: u64) {
+    if let dashmap::Entry::Occupied(mut e) = map.entry(key) {
+        if e.get_mut().remove(id) {
             e.remove();
+        }
+    }
+}
+
+fn add_to(map: &DashMap<SessionKey, Conns, KeyBuild>, key: SessionKey, conn: &Arc<Conn>) {
+    match map.entry(key) {
+        dashmap::Entry::Occupied(mut e) => e.get_mut().insert(conn),
+        dashmap::Entry::Vacant(v) => {
+            v.insert(Conns::One(conn.clone()));
         }
     }
 }
@@ -180,8 +238,8 @@ impl ConnectionRegistry {
     pub fn new(metrics: Arc<Metrics>) -> ConnectionRegistry {
         ConnectionRegistry {
             next_id: AtomicU64::new(1),
-            by_session: DashMap::new(),
-            by_user: DashMap::new(),
+            by_session: DashMap::with_hasher(KeyBuild::default()),
+            by_user: DashMap::with_hasher(KeyBuild::default()),
             metrics,
         }
     }
@@ -199,14 +257,15 @@ impl ConnectionRegistry {
     }
 
     /// Makes `conn` carry this session (a keep-alive connection carries the
-    /// session of its most recent request). Cheap when it already does.
+    /// session of its most recent request). Cheap when it already does, and
+    /// allocation-free when it changes (the common case behind a balancer).
     /// Answers true when the connection was not carrying it before: only then
     /// can a revocation have missed it, and the caller checks again.
     pub fn attach(
         &self,
         conn: &Arc<Conn>,
-        session: &str,
-        user: Option<&str>,
+        session: SessionKey,
+        user: Option<SessionKey>,
         iat: Option<i64>,
     ) -> bool {
         let previous = {
@@ -214,15 +273,15 @@ impl ConnectionRegistry {
                 return true;
             };
             if let Some(cur) = a.as_mut() {
-                if &*cur.session == session && cur.user.as_deref() == user {
+                if cur.session == session && cur.user == user {
                     cur.iat = iat;
                     self.set_kind_locked(cur, Kind::Http);
                     return false;
                 }
             }
             a.replace(Attachment {
-                session: Arc::from(session),
-                user: user.map(Arc::from),
+                session,
+                user,
                 iat,
                 kind: Kind::Http,
             })
@@ -231,20 +290,9 @@ impl ConnectionRegistry {
             self.unindex(conn.id, &prev);
         }
         self.metrics.open_connections(Kind::Http).inc();
-        let Ok(a) = conn.attachment.lock() else {
-            return true;
-        };
-        if let Some(a) = a.as_ref() {
-            self.by_session
-                .entry(a.session.clone())
-                .or_default()
-                .insert(conn.id, conn.clone());
-            if let Some(u) = &a.user {
-                self.by_user
-                    .entry(u.clone())
-                    .or_default()
-                    .insert(conn.id, conn.clone());
-            }
+        add_to(&self.by_session, session, conn);
+        if let Some(u) = user {
+            add_to(&self.by_user, u, conn);
         }
         true
     }
@@ -260,8 +308,8 @@ impl ConnectionRegistry {
 
     fn unindex(&self, id: u64, a: &Attachment) {
         self.metrics.open_connections(a.kind).dec();
-        remove_from(&self.by_session, &a.session, id);
-        if let Some(u) = &a.user {
+        remove_from(&self.by_session, a.session, id);
+        if let Some(u) = a.user {
             remove_from(&self.by_user, u, id);
         }
     }
@@ -307,8 +355,8 @@ impl ConnectionRegistry {
 
     /// Closes every connection carrying `session`. Answers how many.
     pub fn close_session(&self, session: &str, at: Instant) -> usize {
-        let conns: Vec<Arc<Conn>> = match self.by_session.get(session) {
-            Some(m) => m.values().cloned().collect(),
+        let conns = match self.by_session.get(&session_key(session)) {
+            Some(c) => c.all(),
             None => return 0,
         };
         for c in &conns {
@@ -327,15 +375,16 @@ impl ConnectionRegistry {
         except: Option<&str>,
         at: Instant,
     ) -> usize {
-        let conns: Vec<Arc<Conn>> = match self.by_user.get(user) {
-            Some(m) => m.values().cloned().collect(),
+        let conns = match self.by_user.get(&session_key(user)) {
+            Some(c) => c.all(),
             None => return 0,
         };
+        let except = except.map(session_key);
         let mut closed = 0;
         for c in conns {
             let hit = c.attachment.lock().ok().is_some_and(|a| {
                 a.as_ref().is_some_and(|a| {
-                    a.iat.is_none_or(|iat| iat < not_before) && except != Some(&*a.session)
+                    a.iat.is_none_or(|iat| iat < not_before) && except != Some(a.session)
                 })
             });
             if hit {
@@ -356,6 +405,10 @@ impl ConnectionRegistry {
 mod tests {
     use super::*;
 
+    fn k(id: &str) -> SessionKey {
+        session_key(id)
+    }
+
     fn registry() -> ConnectionRegistry {
         ConnectionRegistry::new(Arc::new(Metrics::new(prometheus::Registry::new()).unwrap()))
     }
@@ -364,8 +417,8 @@ mod tests {
     fn keep_alive_carries_the_latest_session() {
         let r = registry();
         let c = r.open();
-        r.attach(&c, "a", Some("alice"), Some(10));
-        r.attach(&c, "b", Some("bob"), Some(10));
+        r.attach(&c, k("a"), Some(k("alice")), Some(10));
+        r.attach(&c, k("b"), Some(k("bob")), Some(10));
         assert_eq!(r.close_session("a", Instant::now()), 0);
         assert!(!c.is_cancelled());
         assert_eq!(r.close_session("b", Instant::now()), 1);
@@ -382,10 +435,10 @@ mod tests {
         let kept = r.open();
         let fresh = r.open();
         let other = r.open();
-        r.attach(&old, "s1", Some("alice"), Some(100));
-        r.attach(&kept, "s2", Some("alice"), Some(100));
-        r.attach(&fresh, "s3", Some("alice"), Some(200));
-        r.attach(&other, "s4", Some("bob"), Some(100));
+        r.attach(&old, k("s1"), Some(k("alice")), Some(100));
+        r.attach(&kept, k("s2"), Some(k("alice")), Some(100));
+        r.attach(&fresh, k("s3"), Some(k("alice")), Some(200));
+        r.attach(&other, k("s4"), Some(k("bob")), Some(100));
         assert_eq!(r.close_user("alice", 150, Some("s2"), Instant::now()), 1);
         assert!(old.is_cancelled());
         assert!(!kept.is_cancelled() && !fresh.is_cancelled() && !other.is_cancelled());
@@ -395,7 +448,7 @@ mod tests {
     fn detached_connection_is_not_closed() {
         let r = registry();
         let c = r.open();
-        r.attach(&c, "a", None, None);
+        r.attach(&c, k("a"), None, None);
         r.detach(&c);
         assert_eq!(r.close_session("a", Instant::now()), 0);
         assert_eq!(r.attached(), 0);

@@ -137,12 +137,9 @@ impl Proxy {
             return None;
         }
         let conn = closer::current()?;
-        let newly = self.connections.attach(
-            &conn,
-            &token.session_id,
-            token.user_id.as_deref(),
-            token.iat,
-        );
+        let newly = self
+            .connections
+            .attach(&conn, token.session_key, token.user_key, token.iat);
         if !newly {
             // Already carried this session: a revocation since the decision
             // has cancelled this connection, and this request with it.

@@ -88,6 +88,8 @@ pub struct VerifiedToken {
     pub nbf: Option<i64>,
     /// The session's key in the revocation set.
     pub session_key: SessionKey,
+    /// The user's key (same hash), for the connection registry.
+    pub user_key: Option<SessionKey>,
     /// `X-Session-Id` value; `None` when the id cannot be a header value.
     pub session_header: Option<http::HeaderValue>,
     /// `X-User-Id` value; `None` without a user or when it cannot be one.
@@ -103,6 +105,7 @@ impl VerifiedToken {
     ) -> Self {
         VerifiedToken {
             session_key: session_key(&session_id),
+            user_key: user_id.as_deref().map(session_key),
             session_header: http::HeaderValue::from_str(&session_id).ok(),
             user_header: user_id
                 .as_deref()
