@@ -368,10 +368,13 @@ async fn sessions_are_visible_from_every_gateway() {
         return;
     };
     let up = TestUpstream::start();
-    let gws = cluster(&up, &redis, 2).await;
-    let mut cfg0 = cluster_config(&up, &redis);
-    cfg0.extra = "\n[sessions]\npersist_interval_s = 1\n".into();
-    let writer = Gateway::start(cfg0).await;
+    let mut cfg = cluster_config(&up, &redis);
+    cfg.extra = "\n[sessions]\npersist_interval_s = 1\n".into();
+    let gws = vec![
+        Gateway::start(cfg.clone()).await,
+        Gateway::start(cfg.clone()).await,
+    ];
+    let writer = Gateway::start(cfg).await;
     get_as(
         &writer,
         "/",
