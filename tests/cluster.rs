@@ -370,7 +370,7 @@ async fn sessions_are_visible_from_every_gateway() {
     let up = TestUpstream::start();
     let mut cfg = cluster_config(&up, &redis);
     cfg.extra = "\n[sessions]\npersist_interval_s = 1\n".into();
-    let gws = vec![
+    let gws = [
         Gateway::start(cfg.clone()).await,
         Gateway::start(cfg.clone()).await,
     ];

@@ -518,6 +518,19 @@ impl Gateway {
         }
     }
 
+    /// The status of a GET with a bearer token; 0 when the connection was
+    /// closed under the request (a revocation of its session landing
+    /// while it was in flight closes it).
+    pub async fn status(&self, path: &str, token: &str) -> u16 {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     /// The last lines of the gateway's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = self.log();
