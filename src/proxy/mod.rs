@@ -349,7 +349,7 @@ impl ProxyHttp for Proxy {
                             .get(http::header::USER_AGENT)
                             .map(|v| v.as_bytes())
                             .unwrap_or(b""),
-                        now_ms: clock::now_ms(),
+                        now_ms,
                     })
                 };
                 if seen.unconfirmed_new_location && self.mode == Mode::Enforce {
@@ -424,20 +424,21 @@ impl ProxyHttp for Proxy {
         if ctx.identity.is_none() || self.mode != Mode::Enforce {
             return Ok(());
         }
-        let Some(conn) = closer::current() else {
-            return Ok(());
-        };
-        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            if ctx.websocket {
-                self.connections.mark_websocket(&conn);
+        let upgraded =
+            ctx.websocket && upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        let sse = !upgraded
+            && upstream_response
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if upgraded || sse {
+            if let Some(conn) = closer::current() {
+                if upgraded {
+                    self.connections.mark_websocket(&conn);
+                } else {
+                    self.connections.mark_sse(&conn);
+                }
             }
-        } else if upstream_response
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"))
-        {
-            self.connections.mark_sse(&conn);
         }
         Ok(())
     }
