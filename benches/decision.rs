@@ -130,6 +130,7 @@ fn bench(c: &mut Criterion) {
         let sid = format!("other-{i}");
         registry.observe(&Sighting {
             session_id: &sid,
+            session_key: sessiongate::revocation::session_key(&sid),
             user_id: Some("someone"),
             iat: None,
             exp: None,
@@ -148,6 +149,7 @@ fn bench(c: &mut Criterion) {
             if let Decision::Allow(t) = &d {
                 std::hint::black_box(registry.observe(&Sighting {
                     session_id: &t.session_id,
+                    session_key: t.session_key,
                     user_id: t.user_id.as_deref(),
                     iat: t.iat,
                     exp: t.exp,

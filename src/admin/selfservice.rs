@@ -264,6 +264,7 @@ impl SelfService {
         };
         let observed = self.sessions.observe(&Sighting {
             session_id: &token.session_id,
+            session_key: token.session_key,
             user_id: token.user_id.as_deref(),
             iat: token.iat,
             exp: token.exp,

@@ -340,6 +340,7 @@ impl ProxyHttp for Proxy {
                     let req = session.req_header();
                     self.sessions.observe(&Sighting {
                         session_id: &token.session_id,
+                        session_key: token.session_key,
                         user_id: token.user_id.as_deref(),
                         iat: token.iat,
                         exp: token.exp,

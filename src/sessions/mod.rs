@@ -24,7 +24,7 @@ use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::geoip::{Geo, GeoIp};
 use crate::metrics::Metrics;
-use crate::revocation::Revoked;
+use crate::revocation::{session_key, KeyBuild, Revoked, SessionKey};
 use crate::store::Store;
 pub use device::{Device, DeviceKind};
 
@@ -127,6 +127,8 @@ impl SessionInfo {
 #[derive(Debug, Clone, Copy)]
 pub struct Sighting<'a> {
     pub session_id: &'a str,
+    /// `session_key(session_id)`, computed once per token.
+    pub session_key: SessionKey,
     pub user_id: Option<&'a str>,
     pub iat: Option<i64>,
     pub exp: Option<i64>,
@@ -145,6 +147,7 @@ pub struct Observation {
 
 #[derive(Debug)]
 struct Entry {
+    session_id: Arc<str>,
     user: Option<Arc<str>>,
     ip: IpAddr,
     user_agent: Arc<str>,
@@ -162,9 +165,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn info(&self, session_id: &str) -> SessionInfo {
+    fn info(&self) -> SessionInfo {
         SessionInfo {
-            session_id: session_id.to_string(),
+            session_id: self.session_id.to_string(),
             user_id: self.user.as_deref().map(String::from),
             ip: self.ip.to_string(),
             geo: self.geo.clone(),
@@ -179,9 +182,9 @@ impl Entry {
         }
     }
 
-    fn record(&self, session_id: &str) -> SessionRecord {
+    fn record(&self) -> SessionRecord {
         SessionRecord {
-            session_id: session_id.to_string(),
+            session_id: self.session_id.to_string(),
             user_id: self.user.as_deref().map(String::from),
             ip: self.ip.to_string(),
             user_agent: self.user_agent.to_string(),
@@ -210,9 +213,11 @@ pub struct RegistryLimits {
 
 /// Live sessions, by id and by user.
 pub struct SessionRegistry {
-    sessions: DashMap<Arc<str>, Entry>,
-    by_user: DashMap<Arc<str>, HashSet<Arc<str>>>,
-    dirty: Mutex<Vec<Arc<str>>>,
+    /// Keyed by the session id's hash (as in the revocation set): no string
+    /// hashing or comparison on the request path.
+    sessions: DashMap<SessionKey, Entry, KeyBuild>,
+    by_user: DashMap<Arc<str>, HashSet<SessionKey>>,
+    dirty: Mutex<Vec<SessionKey>>,
     geoip: Arc<GeoIp>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -235,7 +240,7 @@ impl SessionRegistry {
         limits: RegistryLimits,
     ) -> SessionRegistry {
         SessionRegistry {
-            sessions: DashMap::new(),
+            sessions: DashMap::with_hasher(KeyBuild::default()),
             by_user: DashMap::new(),
             dirty: Mutex::new(Vec::new()),
             geoip,
@@ -257,10 +262,10 @@ impl SessionRegistry {
         self.sessions.is_empty()
     }
 
-    fn mark_dirty(&self, key: &Arc<str>, e: &Entry) {
+    fn mark_dirty(&self, key: SessionKey, e: &Entry) {
         if !e.dirty.swap(true, Ordering::Relaxed) {
             if let Ok(mut d) = self.dirty.lock() {
-                d.push(key.clone());
+                d.push(key);
             }
         }
     }
@@ -268,14 +273,14 @@ impl SessionRegistry {
     /// Records one allowed request of a session.
     #[inline]
     pub fn observe(&self, s: &Sighting) -> Observation {
-        if let Some(e) = self.sessions.get(s.session_id) {
+        if let Some(e) = self.sessions.get(&s.session_key) {
             let same = e.ip == s.ip
                 && e.user_agent.as_bytes() == s.user_agent
                 && (s.exp.is_none() || s.exp == e.exp);
             if same {
                 e.last_seen_ms.store(s.now_ms, Ordering::Relaxed);
                 e.requests.fetch_add(1, Ordering::Relaxed);
-                self.mark_dirty(e.key(), &e);
+                self.mark_dirty(s.session_key, &e);
                 return Observation {
                     geo: e.geo.clone(),
                     unconfirmed_new_location: self.limits.refuse_new_location
@@ -292,7 +297,7 @@ impl SessionRegistry {
         let user_agent = String::from_utf8_lossy(s.user_agent);
         let device = Arc::new(Device::parse(&user_agent));
         let geo = self.geoip.lookup(s.ip);
-        let previous = self.sessions.get(s.session_id).map(|e| {
+        let previous = self.sessions.get(&s.session_key).map(|e| {
             (
                 e.geo.as_ref().and_then(|g| g.country.clone()),
                 e.new_location,
@@ -310,7 +315,7 @@ impl SessionRegistry {
         let new_here = match (&country, s.user_id) {
             (Some(c), Some(u)) => self.is_new_location(
                 u,
-                s.session_id,
+                s.session_key,
                 c,
                 previous.as_ref().and_then(|p| p.0.as_deref()),
                 s.now_ms,
@@ -324,11 +329,12 @@ impl SessionRegistry {
         let new_location = was_new || new_here;
         let confirmed = was_confirmed && !new_here;
 
-        let key: Arc<str> = Arc::from(s.session_id);
+        let key = s.session_key;
         let user: Option<Arc<str>> = s.user_id.map(Arc::from);
         let is_new;
         {
-            let mut entry = self.sessions.entry(key.clone()).or_insert_with(|| Entry {
+            let mut entry = self.sessions.entry(key).or_insert_with(|| Entry {
+                session_id: Arc::from(s.session_id),
                 user: user.clone(),
                 ip: s.ip,
                 user_agent: Arc::from(user_agent.as_ref()),
@@ -355,15 +361,11 @@ impl SessionRegistry {
             e.exp = s.exp.or(e.exp);
             e.new_location = new_location;
             e.confirmed = confirmed;
-            let k = entry.key().clone();
-            self.mark_dirty(&k, entry.value());
+            self.mark_dirty(key, entry.value());
         }
         if is_new {
             if let Some(u) = &user {
-                self.by_user
-                    .entry(u.clone())
-                    .or_default()
-                    .insert(key.clone());
+                self.by_user.entry(u.clone()).or_default().insert(key);
             }
             self.metrics
                 .tracked_sessions
@@ -402,7 +404,7 @@ impl SessionRegistry {
     fn is_new_location(
         &self,
         user: &str,
-        session_id: &str,
+        session_key: SessionKey,
         country: &str,
         previous_country: Option<&str>,
         now_ms: i64,
@@ -411,10 +413,10 @@ impl SessionRegistry {
             return false;
         }
         let since = now_ms - NEW_LOCATION_WINDOW_MS;
-        let others: Vec<Arc<str>> = self
+        let others: Vec<SessionKey> = self
             .by_user
             .get(user)
-            .map(|s| s.iter().filter(|k| &***k != session_id).cloned().collect())
+            .map(|s| s.iter().filter(|k| **k != session_key).copied().collect())
             .unwrap_or_default();
         let mut history = previous_country.is_some();
         for k in others {
@@ -435,11 +437,11 @@ impl SessionRegistry {
 
     /// The user confirms the new location of `session_id`.
     pub fn confirm_location(&self, session_id: &str) -> bool {
-        match self.sessions.get_mut(session_id) {
+        let key = session_key(session_id);
+        match self.sessions.get_mut(&key) {
             Some(mut e) => {
                 e.confirmed = true;
-                let k = e.key().clone();
-                self.mark_dirty(&k, &e);
+                self.mark_dirty(key, &e);
                 true
             }
             None => false,
@@ -448,18 +450,20 @@ impl SessionRegistry {
 
     /// One session, from memory.
     pub fn get(&self, session_id: &str) -> Option<SessionInfo> {
-        self.sessions.get(session_id).map(|e| e.info(session_id))
+        self.sessions
+            .get(&session_key(session_id))
+            .map(|e| e.info())
     }
 
     /// The user's sessions in memory.
     pub fn for_user(&self, user: &str) -> Vec<SessionInfo> {
-        let keys: Vec<Arc<str>> = self
+        let keys: Vec<SessionKey> = self
             .by_user
             .get(user)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         keys.iter()
-            .filter_map(|k| self.sessions.get(k).map(|e| e.info(k)))
+            .filter_map(|k| self.sessions.get(k).map(|e| e.info()))
             .collect()
     }
 
@@ -473,7 +477,7 @@ impl SessionRegistry {
             .filter_map(|k| {
                 self.sessions.get(k).map(|e| {
                     e.dirty.store(false, Ordering::Relaxed);
-                    e.record(k)
+                    e.record()
                 })
             })
             .collect()
@@ -482,8 +486,9 @@ impl SessionRegistry {
     /// Marks sessions dirty again (their write failed).
     pub fn retry_dirty(&self, records: &[SessionRecord]) {
         for r in records {
-            if let Some(e) = self.sessions.get(r.session_id.as_str()) {
-                self.mark_dirty(e.key(), &e);
+            let key = session_key(&r.session_id);
+            if let Some(e) = self.sessions.get(&key) {
+                self.mark_dirty(key, &e);
             }
         }
     }
@@ -495,14 +500,15 @@ impl SessionRegistry {
                 continue;
             };
             let info = SessionInfo::from_record(r.clone());
-            let key: Arc<str> = Arc::from(r.session_id.as_str());
+            let key = session_key(&r.session_id);
             let user: Option<Arc<str>> = r.user_id.as_deref().map(Arc::from);
             if self.sessions.contains_key(&key) {
                 continue;
             }
             self.sessions.insert(
-                key.clone(),
+                key,
                 Entry {
+                    session_id: Arc::from(r.session_id.as_str()),
                     user: user.clone(),
                     ip,
                     user_agent: Arc::from(r.user_agent.as_str()),
@@ -531,20 +537,20 @@ impl SessionRegistry {
     /// recently seen ones while above `max_tracked`. Answers how many.
     pub fn purge(&self, now_ms: i64) -> usize {
         let cutoff = now_ms - self.limits.idle_ttl_ms;
-        let mut removed: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
+        let mut removed: Vec<(SessionKey, Option<Arc<str>>)> = Vec::new();
         self.sessions.retain(|k, e| {
             let keep = e.last_seen_ms.load(Ordering::Relaxed) >= cutoff;
             if !keep {
-                removed.push((k.clone(), e.user.clone()));
+                removed.push((*k, e.user.clone()));
             }
             keep
         });
         let over = self.sessions.len().saturating_sub(self.limits.max_tracked);
         if over > 0 {
-            let mut by_age: Vec<(i64, Arc<str>)> = self
+            let mut by_age: Vec<(i64, SessionKey)> = self
                 .sessions
                 .iter()
-                .map(|e| (e.last_seen_ms.load(Ordering::Relaxed), e.key().clone()))
+                .map(|e| (e.last_seen_ms.load(Ordering::Relaxed), *e.key()))
                 .collect();
             by_age.sort_unstable_by_key(|(t, _)| *t);
             for (_, k) in by_age.into_iter().take(over) {
