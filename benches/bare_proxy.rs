@@ -38,6 +38,9 @@ fn main() {
         threads,
         pid_file: dir.join("bare_proxy.pid").display().to_string(),
         upgrade_sock: dir.join("bare_proxy.sock").display().to_string(),
+        // Load runs stop it with SIGTERM: no 5-minute default grace period.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -82,7 +82,7 @@ done
 # (Not through bench.sh's GATEWAY_CMD: bench.sh then charges every extra
 # row with the gateway's CPU time instead of finding each row's process.)
 PIDS=()
-stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; true; }
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap stop_all EXIT
 taskset -c "$SERVER_CPUS" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:${UP_PORT:-18080}" 1 >"$RUN/bare_proxy.out" 2>&1 &
 PIDS+=($!)
