@@ -17,7 +17,6 @@
 //! Last figures: see README "Performance".
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,16 +27,11 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+mod support;
+use support::{free_port, start_gateway, Proc};
+
 const SECRET: &str = "closure-bench-secret";
 const ADMIN: &str = "closure-bench-admin";
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -46,14 +40,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         .unwrap_or(0)
-}
-
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A WebSocket upstream that accepts and then just holds each connection.
@@ -110,7 +96,7 @@ fn fd_limit() -> usize {
         .unwrap_or(1024)
 }
 
-async fn start_gateway(dir: &std::path::Path, upstream: u16, mode: &str) -> (Proc, u16, u16) {
+async fn start(dir: &std::path::Path, upstream: u16, mode: &str) -> (Proc, u16, u16) {
     let (proxy, admin) = (free_port(), free_port());
     let config = dir.join(format!("{mode}.toml"));
     std::fs::write(
@@ -125,34 +111,8 @@ async fn start_gateway(dir: &std::path::Path, upstream: u16, mode: &str) -> (Pro
         ),
     )
     .unwrap();
-    let child = Proc(
-        Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-        {
-            if r.status() == 200 && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
-                return (child, proxy, admin);
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gateway not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (child, _) = start_gateway(&config, admin, Some(proxy), Duration::from_secs(60)).await;
+    (child, proxy, admin)
 }
 
 fn token(session: usize) -> String {
@@ -252,7 +212,7 @@ fn main() {
         let (upstream, up) = start_upstream();
 
         // Memory in monitor mode: no registration.
-        let (monitor, m_proxy, _) = start_gateway(dir.path(), up, "monitor").await;
+        let (monitor, m_proxy, _) = start(dir.path(), up, "monitor").await;
         let before = rss_kib(monitor.0.id());
         let sink: Closed = Arc::default();
         open_all(m_proxy, conns, sessions, sink.clone()).await;
@@ -263,7 +223,7 @@ fn main() {
         drop(upstream);
 
         let (_upstream, up) = start_upstream();
-        let (gw, proxy, admin) = start_gateway(dir.path(), up, "enforce").await;
+        let (gw, proxy, admin) = start(dir.path(), up, "enforce").await;
         let before = rss_kib(gw.0.id());
         let closed: Closed = Arc::default();
         let t = Instant::now();

@@ -15,8 +15,7 @@
 //! Run: `cargo bench --bench cluster` (needs redis-server; SG_BENCH_REVOCATIONS,
 //! SG_BENCH_RATE, SG_BENCH_LOAD_SECS change the sizes). Last figures: README.
 
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,24 +23,11 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
+mod support;
+use support::{free_port, Proc};
+
 const SECRET: &str = "cluster-bench-secret";
 const ADMIN: &str = "cluster-bench-admin";
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -76,34 +62,9 @@ async fn start_gateway(dir: &std::path::Path, name: &str, upstream: u16, store: 
         ),
     )
     .unwrap();
-    let proc = Proc(
-        Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-        {
-            if r.status() == 200 && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
-                return Gw { proc, proxy, admin };
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gateway {name} not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (proc, _) =
+        support::start_gateway(&config, admin, Some(proxy), Duration::from_secs(60)).await;
+    Gw { proc, proxy, admin }
 }
 
 fn token(sid: &str) -> String {

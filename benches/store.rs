@@ -10,21 +10,14 @@
 //! Run: `cargo bench --bench store` (SG_BENCH_ROWS=N changes the 1 M).
 //! Last figures: see README "Performance".
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
+mod support;
+use support::{free_port, start_gateway, Proc};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const ADMIN_TOKEN: &str = "bench-admin-token";
 
 fn write_config(dir: &std::path::Path, proxy: u16, admin: u16) -> std::path::PathBuf {
     let path = dir.join("gw.toml");
@@ -41,45 +34,11 @@ fn write_config(dir: &std::path::Path, proxy: u16, admin: u16) -> std::path::Pat
     path
 }
 
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn start(dir: &std::path::Path) -> (Proc, u16, Duration) {
     let (proxy, admin) = (free_port(), free_port());
     let config = write_config(dir, proxy, admin);
-    let started = Instant::now();
-    let child = Proc(
-        Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return (child, admin, started.elapsed());
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "gateway not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let (child, ready) = start_gateway(&config, admin, None, Duration::from_secs(120)).await;
+    (child, admin, ready)
 }
 
 fn sqlite_commits_per_s(dir: &std::path::Path, n: usize) -> f64 {
