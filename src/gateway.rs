@@ -209,12 +209,28 @@ impl Gateway {
             self.health.clone(),
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
-        let http = pingora::proxy::http_proxy(&server.configuration, proxy);
+        let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
+        if config.listen.h2c {
+            let mut options = pingora::apps::HttpServerOptions::default();
+            options.h2c = true;
+            http.server_options = Some(options);
+        }
         let mut proxy_service = Service::new(
             "proxy".to_string(),
             Closable::new(http, self.connections.clone()),
         );
-        proxy_service.add_tcp(&config.listen.proxy.to_string());
+        let proxy_addr = config.listen.proxy.to_string();
+        match &config.listen.tls {
+            Some(tls) => {
+                let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
+                    &tls.cert_file.to_string_lossy(),
+                    &tls.key_file.to_string_lossy(),
+                )?;
+                settings.enable_h2();
+                proxy_service.add_tls_with_settings(&proxy_addr, None, settings);
+            }
+            None => proxy_service.add_tcp(&proxy_addr),
+        }
         let proxy_handle = server.add_service(proxy_service);
         proxy_handle.add_dependency(&state);
 

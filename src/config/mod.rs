@@ -79,6 +79,17 @@ pub struct Listen {
     pub grace_period_s: u64,
     pub pid_file: PathBuf,
     pub upgrade_socket: PathBuf,
+    /// The proxy listener terminates TLS with this certificate and key.
+    pub tls: Option<ListenTls>,
+    /// Cleartext HTTP/2 (prior knowledge) on the proxy listener.
+    pub h2c: bool,
+}
+
+/// Certificate and key of the proxy listener, checked at load time.
+#[derive(Debug, Clone)]
+pub struct ListenTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +310,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         grace_period_s: raw.listen.grace_period_s,
         pid_file: resolve(dir, &raw.listen.pid_file),
         upgrade_socket: resolve(dir, &raw.listen.upgrade_socket),
+        tls: validate_listen_tls(&raw.listen.tls_cert_file, &raw.listen.tls_key_file, dir)?,
+        h2c: raw.listen.h2c,
     };
     if listen.proxy == listen.admin {
         return Err(KeyError::new(
@@ -448,6 +461,68 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         geoip,
         sessions,
     })
+}
+
+/// Both files or neither; they must load into a server certificate (pingora
+/// would panic on a bad pair at start-up, after the config was accepted).
+fn validate_listen_tls(cert: &str, key: &str, dir: &Path) -> Result<Option<ListenTls>, KeyError> {
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, true) => {
+            return Err(KeyError::new(
+                "listen.tls_key_file",
+                "required with listen.tls_cert_file",
+            ))
+        }
+        (true, false) => {
+            return Err(KeyError::new(
+                "listen.tls_cert_file",
+                "required with listen.tls_key_file",
+            ))
+        }
+        (false, false) => {}
+    }
+    let tls = ListenTls {
+        cert_file: resolve(dir, cert),
+        key_file: resolve(dir, key),
+    };
+    for (k, path) in [
+        ("listen.tls_cert_file", &tls.cert_file),
+        ("listen.tls_key_file", &tls.key_file),
+    ] {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(KeyError::new(k, format!("{}: {e}", path.display())));
+        }
+    }
+    let loaded = pingora::tls::load_certs_and_key_files(
+        &tls.cert_file.to_string_lossy(),
+        &tls.key_file.to_string_lossy(),
+    );
+    let (certs, key) = match loaded {
+        Ok(Some(pair)) => pair,
+        Ok(None) => {
+            return Err(KeyError::new(
+                "listen.tls_cert_file",
+                format!(
+                    "{} and {}: need a PEM certificate and a PEM private key",
+                    tls.cert_file.display(),
+                    tls.key_file.display()
+                ),
+            ))
+        }
+        Err(e) => return Err(KeyError::new("listen.tls_cert_file", e.to_string())),
+    };
+    pingora::tls::install_default_crypto_provider();
+    pingora::tls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            KeyError::new(
+                "listen.tls_key_file",
+                format!("{}: {e}", tls.key_file.display()),
+            )
+        })?;
+    Ok(Some(tls))
 }
 
 fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {

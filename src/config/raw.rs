@@ -75,6 +75,17 @@ pub struct RawListen {
     /// Unix socket the listeners are handed over on during a graceful upgrade.
     #[serde(default = "d_upgrade_socket")]
     pub upgrade_socket: String,
+    /// PEM certificate chain: the proxy listener speaks TLS (HTTP/2 and
+    /// HTTP/1.1 by ALPN). Needs `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: String,
+    /// Cleartext HTTP/2 with prior knowledge on the proxy listener (behind a
+    /// load balancer that speaks h2c); HTTP/1.1 still works.
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 #[derive(Debug, Deserialize)]

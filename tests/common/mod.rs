@@ -247,6 +247,8 @@ impl Drop for TestUpstream {
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub upstream: String,
+    /// Extra lines of `[listen]`.
+    pub listen: Vec<String>,
     /// Extra lines of `[token]`.
     pub token: Vec<String>,
     /// Bodies of `[[token.keys]]` tables.
@@ -265,6 +267,7 @@ impl GatewayConfig {
     pub fn new(upstream: SocketAddr) -> GatewayConfig {
         GatewayConfig {
             upstream: upstream.to_string(),
+            listen: Vec::new(),
             token: Vec::new(),
             keys: vec![format!("algorithm = \"HS256\"\nsecret = \"{SECRET}\"")],
             enforcement: Vec::new(),
@@ -276,10 +279,16 @@ impl GatewayConfig {
 
     pub fn render(&self, proxy: u16, admin: u16) -> String {
         let mut t = format!(
-            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 2\ngrace_period_s = 1\n\n\
-             [upstream]\naddress = \"{}\"\nconnect_timeout_ms = 500\n\n[token]\n",
-            self.upstream
+            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 2\ngrace_period_s = 1\n"
         );
+        for l in &self.listen {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t.push_str(&format!(
+            "\n[upstream]\naddress = \"{}\"\nconnect_timeout_ms = 500\n\n[token]\n",
+            self.upstream
+        ));
         for l in &self.token {
             t.push_str(l);
             t.push('\n');

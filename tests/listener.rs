@@ -1,0 +1,297 @@
+//! The proxy listener's transports: TLS (HTTP/2 and HTTP/1.1 by ALPN) and
+//! cleartext HTTP/2 (h2c). The same decisions on every one, and a revoked
+//! session's HTTP/2 stream is reset while the connection and other sessions'
+//! streams on it stay up.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+
+const WITHIN: Duration = Duration::from_secs(5);
+
+fn tls_dir() -> PathBuf {
+    keys_dir().join("redis-tls")
+}
+
+fn tls_config(up: &TestUpstream) -> GatewayConfig {
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec![
+        format!(
+            "tls_cert_file = \"{}\"",
+            tls_dir().join("server.pem").display()
+        ),
+        format!(
+            "tls_key_file = \"{}\"",
+            tls_dir().join("server.key").display()
+        ),
+    ];
+    cfg
+}
+
+fn https_client(http1_only: bool) -> reqwest::Client {
+    let ca = std::fs::read(tls_dir().join("ca.pem")).unwrap();
+    let builder = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .tls_built_in_root_certs(false);
+    let builder = if http1_only {
+        builder.http1_only()
+    } else {
+        builder
+    };
+    builder.build().unwrap()
+}
+
+fn echoed_session(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["headers"]["x-session-id"].as_str().map(str::to_string)
+}
+
+#[tokio::test]
+async fn tls_listener_speaks_http2_and_http1_and_enforces() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(tls_config(&up)).await;
+    let url = format!("https://localhost:{}/echo", gw.proxy.port());
+    let tok = hs256(&claims("alice", "tls-1"));
+
+    for (http1_only, version) in [
+        (false, reqwest::Version::HTTP_2),
+        (true, reqwest::Version::HTTP_11),
+    ] {
+        let client = https_client(http1_only);
+        let ok = client.get(&url).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(ok.version(), version);
+        assert_eq!(ok.status(), 200);
+        assert_eq!(
+            echoed_session(&ok.text().await.unwrap()).as_deref(),
+            Some("tls-1")
+        );
+        let missing = client.get(&url).send().await.unwrap();
+        assert_eq!(missing.status(), 401);
+    }
+
+    assert_eq!(gw.revoke_session("tls-1", "t").await.status(), 200);
+    let refused = https_client(false)
+        .get(&url)
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "session_revoked");
+
+    // Plain HTTP on the TLS port is not served.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{}/echo", gw.proxy.port()))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+    );
+}
+
+/// A client-sent identity header on an HTTP/2 stream is stripped too.
+#[tokio::test]
+async fn h2c_listener_serves_prior_knowledge_and_http1() {
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["h2c = true".into()];
+    let gw = Gateway::start(cfg).await;
+    let tok = hs256(&claims("alice", "h2c-1"));
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .get(gw.url("/echo"))
+        .bearer_auth(&tok)
+        .header("x-user-id", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["headers"]["x-session-id"], "h2c-1");
+    assert_eq!(v["headers"]["x-user-id"], "alice");
+    assert_eq!(
+        h2.get(gw.url("/echo")).send().await.unwrap().status(),
+        401,
+        "no token over h2c"
+    );
+
+    let h1 = reqwest::Client::new();
+    let resp = h1
+        .get(gw.url("/echo"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 200);
+
+    // Without h2c the listener does not speak HTTP/2 in cleartext.
+    let plain = Gateway::start(GatewayConfig::new(up.addr)).await;
+    assert!(h2
+        .get(plain.url("/echo"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .is_err());
+}
+
+/// Opens an event stream on `client`'s connection; answers its body.
+async fn open_stream(
+    client: &mut h2::client::SendRequest<Bytes>,
+    gw: &Gateway,
+    token: &str,
+) -> h2::RecvStream {
+    let req = http::Request::get(format!("http://{}/sse", gw.proxy))
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(WITHIN, resp)
+        .await
+        .expect("response head")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body()
+}
+
+/// Reads one data frame; `Err` when the stream was reset or ended.
+async fn next_event(body: &mut h2::RecvStream) -> Result<Bytes, String> {
+    match tokio::time::timeout(WITHIN, body.data()).await {
+        Err(_) => Err("no event in time".into()),
+        Ok(None) => Err("stream ended".into()),
+        Ok(Some(Err(e))) => Err(format!("reset: {e}")),
+        Ok(Some(Ok(b))) => {
+            let _ = body.flow_control().release_capacity(b.len());
+            Ok(b)
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoked_http2_stream_is_reset_and_the_connection_stays_up() {
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["h2c = true".into()];
+    let gw = Gateway::start(cfg).await;
+    let (victim, other) = (
+        hs256(&claims("alice", "h2-victim")),
+        hs256(&claims("bob", "h2-other")),
+    );
+
+    // One TCP connection, two streams of two sessions.
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut a = open_stream(&mut client, &gw, &victim).await;
+    let mut b = open_stream(&mut client, &gw, &other).await;
+    next_event(&mut a).await.unwrap();
+    next_event(&mut b).await.unwrap();
+    assert_eventually!(
+        gw.metric(r#"sessiongate_open_connections{kind="sse"}"#)
+            .await
+            == 2.0,
+        WITHIN,
+        "two streams registered"
+    );
+
+    assert_eq!(gw.revoke_session("h2-victim", "t").await.status(), 200);
+    let deadline = Instant::now() + WITHIN;
+    let cut = loop {
+        match next_event(&mut a).await {
+            Ok(_) => assert!(Instant::now() < deadline, "victim stream still flowing"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        cut.starts_with("reset"),
+        "the stream is reset, not ended: {cut}"
+    );
+
+    // The other session's stream and the connection carry on.
+    for _ in 0..3 {
+        next_event(&mut b).await.unwrap();
+    }
+    let again = open_stream(&mut client, &gw, &other).await;
+    drop(again);
+    assert!(!driver.is_finished(), "the connection stays up");
+
+    drop((a, b, client));
+    driver.abort();
+    assert_eventually!(
+        gw.metric(r#"sessiongate_open_connections{kind="sse"}"#)
+            .await
+            == 0.0
+            && gw
+                .metric(r#"sessiongate_open_connections{kind="http"}"#)
+                .await
+                == 0.0,
+        WITHIN,
+        "registry not empty"
+    );
+}
+
+fn check(listen: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not.pem"), "not a certificate\n").unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nproxy = \"127.0.0.1:8080\"\n{listen}\n\n[upstream]\naddress = \"127.0.0.1:3000\"\n\n\
+             [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"s\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_tls_settings_name_the_key() {
+    let cert = tls_dir().join("server.pem").display().to_string();
+    let key = tls_dir().join("server.key").display().to_string();
+    let ca = tls_dir().join("ca.pem").display().to_string();
+    let cases = [
+        (format!("tls_cert_file = \"{cert}\""), "listen.tls_key_file"),
+        (format!("tls_key_file = \"{key}\""), "listen.tls_cert_file"),
+        (
+            format!("tls_cert_file = \"missing.pem\"\ntls_key_file = \"{key}\""),
+            "listen.tls_cert_file",
+        ),
+        (
+            format!("tls_cert_file = \"not.pem\"\ntls_key_file = \"{key}\""),
+            "listen.tls_cert_file",
+        ),
+        // The CA's certificate with the server's key: not a pair.
+        (
+            format!("tls_cert_file = \"{ca}\"\ntls_key_file = \"{key}\""),
+            "listen.tls_key_file",
+        ),
+    ];
+    for (listen, key_name) in cases {
+        let (code, err) = check(&listen);
+        assert_eq!(code, 2, "{listen}: {err}");
+        assert!(err.contains(key_name), "{listen}: {err}");
+    }
+    let (code, err) = check(&format!(
+        "tls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\nh2c = true"
+    ));
+    assert_eq!(code, 0, "{err}");
+}
