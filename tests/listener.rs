@@ -295,3 +295,60 @@ fn bad_tls_settings_name_the_key() {
     ));
     assert_eq!(code, 0, "{err}");
 }
+
+/// The close frame is written inside TLS: an idle WebSocket over HTTPS is
+/// closed with 1008 `session_revoked`.
+#[tokio::test]
+async fn idle_websocket_over_tls_is_closed_with_1008() {
+    use futures_util::StreamExt;
+    use pingora::tls::{ClientConfig, RootCertStore, ServerName, TlsConnector};
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let up = TestUpstream::start();
+    let gw = Gateway::start(tls_config(&up)).await;
+    let tok = hs256(&claims("alice", "wss-1"));
+
+    pingora::tls::install_default_crypto_provider();
+    let mut roots = RootCertStore::empty();
+    pingora::tls::load_ca_file_into_store(tls_dir().join("ca.pem"), &mut roots).unwrap();
+    let tls = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let stream = TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut req = format!("wss://localhost:{}/ws", gw.proxy.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {tok}").parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    assert_eventually!(
+        gw.metric(r#"sessiongate_open_connections{kind="websocket"}"#)
+            .await
+            == 1.0,
+        WITHIN,
+        "websocket not registered"
+    );
+
+    assert_eq!(gw.revoke_session("wss-1", "t").await.status(), 200);
+    let frame = loop {
+        match tokio::time::timeout(WITHIN, ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let frame = frame.expect("a close code");
+    assert_eq!(frame.code, CloseCode::Policy);
+    assert_eq!(frame.reason.as_str(), "session_revoked");
+}
