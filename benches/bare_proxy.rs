@@ -4,7 +4,8 @@
 //! cost per request next to the gateway's in one run.
 //!
 //! Build and run: `cargo build --release --example bare_proxy`, then
-//! `taskset -c 1 target/release/examples/bare_proxy 127.0.0.1:18095 127.0.0.1:18080 [threads]`.
+//! `taskset -c 1 target/release/examples/bare_proxy 127.0.0.1:18095 127.0.0.1:18080 [threads]`;
+//! `BARE_WORK_STEALING=0` runs it on current-thread runtimes instead.
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -41,6 +42,7 @@ fn main() {
         // Load runs stop it with SIGTERM: no 5-minute default grace period.
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(1),
+        work_stealing: std::env::var("BARE_WORK_STEALING").map_or(true, |v| v != "0"),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
