@@ -111,6 +111,10 @@ pub struct AdminArgs {
     /// Admin token (or SESSIONGATE_ADMIN_TOKEN).
     #[arg(long, env = "SESSIONGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// PEM CA certificate to trust for an https:// admin API signed by a
+    /// private CA (or SESSIONGATE_ADMIN_CA_FILE); public CAs need nothing.
+    #[arg(long, env = "SESSIONGATE_ADMIN_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn init_logging() {
@@ -446,6 +450,22 @@ fn encode_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// An error with its causes, for messages ("error sending request" alone
+/// hides an untrusted certificate or a refused connection).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// Calls the admin API; prints the answer (formatted by `show`) on success,
 /// the API's error on failure.
 fn admin_call(
@@ -470,21 +490,48 @@ fn admin_call(
             return ExitCode::from(1);
         }
     };
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(path) = &admin.ca_file {
+        let cas = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
+            .and_then(|cas| match cas.is_empty() {
+                true => Err("no PEM certificate in it".to_string()),
+                false => Ok(cas),
+            });
+        match cas {
+            Ok(cas) => {
+                for ca in cas {
+                    builder = builder.add_root_certificate(ca);
+                }
+            }
+            Err(e) => {
+                eprintln!("--ca-file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let client = match builder.build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot start an HTTP client: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let url = format!("{base}{path}");
     let result = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
         let resp = client
             .request(method, &url)
             .query(query)
             .bearer_auth(&admin.token)
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
         Ok::<_, String>((status, text))
     });
     match result {

@@ -243,7 +243,17 @@ impl Gateway {
         );
         let mut admin_service = Service::new("admin".to_string(), admin);
         admin_service.threads = Some(1);
-        admin_service.add_tcp(&config.listen.admin.to_string());
+        let admin_addr = config.listen.admin.to_string();
+        match &config.admin.tls {
+            Some(tls) => {
+                let settings = pingora::listeners::tls::TlsSettings::intermediate(
+                    &tls.cert_file.to_string_lossy(),
+                    &tls.key_file.to_string_lossy(),
+                )?;
+                admin_service.add_tls_with_settings(&admin_addr, None, settings);
+            }
+            None => admin_service.add_tcp(&admin_addr),
+        }
         server.add_service(admin_service);
 
         server.add_service(background_service(

@@ -294,6 +294,16 @@ fn bad_tls_settings_name_the_key() {
         "tls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\nh2c = true"
     ));
     assert_eq!(code, 0, "{err}");
+
+    // The same rules for the admin listener, named under [admin].
+    let (code, err) = check(&format!("\n[admin]\ntls_cert_file = \"{cert}\""));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("admin.tls_key_file"), "{err}");
+    let (code, err) = check(&format!(
+        "\n[admin]\ntls_cert_file = \"{ca}\"\ntls_key_file = \"{key}\""
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("admin.tls_key_file"), "{err}");
 }
 
 /// The close frame is written inside TLS: an idle WebSocket over HTTPS is
@@ -351,4 +361,70 @@ async fn idle_websocket_over_tls_is_closed_with_1008() {
     let frame = frame.expect("a close code");
     assert_eq!(frame.code, CloseCode::Policy);
     assert_eq!(frame.reason.as_str(), "session_revoked");
+}
+
+fn admin_tls_config(up: &TestUpstream) -> GatewayConfig {
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.admin = vec![
+        format!(
+            "tls_cert_file = \"{}\"",
+            tls_dir().join("server.pem").display()
+        ),
+        format!(
+            "tls_key_file = \"{}\"",
+            tls_dir().join("server.key").display()
+        ),
+    ];
+    cfg.admin_ca = Some(tls_dir().join("ca.pem"));
+    cfg
+}
+
+fn revoke_cli(admin: &str, sid: &str, ca: Option<&std::path::Path>) -> (i32, String) {
+    let mut cmd = Command::new(binary());
+    cmd.args(["revoke", "--admin", admin, "--token", ADMIN_TOKEN])
+        .args(["--session", sid, "--reason", "cli"])
+        .env_remove("SESSIONGATE_ADMIN_CA_FILE");
+    if let Some(ca) = ca {
+        cmd.arg("--ca-file").arg(ca);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn admin_api_over_tls() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(admin_tls_config(&up)).await;
+    let https = format!("https://localhost:{}", gw.admin.port());
+
+    assert_eq!(gw.revoke_session("adm-1", "t").await.status(), 200);
+    assert_eq!(gw.status("/", &hs256(&claims("u", "adm-1"))).await, 401);
+    assert!(
+        reqwest::get(format!("http://{}/healthz", gw.admin))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true),
+        "plain HTTP on the TLS admin port"
+    );
+
+    // The client command: with the private CA it works; without it the
+    // certificate is not trusted; an unreadable CA file is a usage error.
+    let ca = tls_dir().join("ca.pem");
+    let (code, err) = revoke_cli(&https, "adm-2", Some(&ca));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(gw.status("/", &hs256(&claims("u", "adm-2"))).await, 401);
+    let (code, err) = revoke_cli(&https, "adm-3", None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&https) && err.contains("certificate"), "{err}");
+    assert_eq!(gw.status("/", &hs256(&claims("u", "adm-3"))).await, 200);
+    let (code, err) = revoke_cli(&https, "adm-3", Some(&tls_dir().join("missing.pem")));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--ca-file"), "{err}");
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "not a certificate\n").unwrap();
+    let (code, err) = revoke_cli(&https, "adm-3", Some(not_pem.path()));
+    assert_eq!(code, 2, "{err}");
 }

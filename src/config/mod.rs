@@ -181,12 +181,15 @@ pub struct Enforcement {
 #[derive(Clone, Default)]
 pub struct Admin {
     pub token: Option<String>,
+    /// The admin listener terminates TLS with this certificate and key.
+    pub tls: Option<ListenTls>,
 }
 
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admin")
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -310,7 +313,12 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         grace_period_s: raw.listen.grace_period_s,
         pid_file: resolve(dir, &raw.listen.pid_file),
         upgrade_socket: resolve(dir, &raw.listen.upgrade_socket),
-        tls: validate_listen_tls(&raw.listen.tls_cert_file, &raw.listen.tls_key_file, dir)?,
+        tls: validate_tls(
+            "listen",
+            &raw.listen.tls_cert_file,
+            &raw.listen.tls_key_file,
+            dir,
+        )?,
         h2c: raw.listen.h2c,
     };
     if listen.proxy == listen.admin {
@@ -388,7 +396,15 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
             ),
         ));
     }
-    let admin = Admin { token: admin_token };
+    let admin = Admin {
+        token: admin_token,
+        tls: validate_tls(
+            "admin",
+            &raw.admin.tls_cert_file,
+            &raw.admin.tls_key_file,
+            dir,
+        )?,
+    };
 
     let store = StoreConfig {
         backend: match raw.store.backend.as_str() {
@@ -463,46 +479,44 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
     })
 }
 
-/// Both files or neither; they must load into a server certificate (pingora
-/// would panic on a bad pair at start-up, after the config was accepted).
-fn validate_listen_tls(cert: &str, key: &str, dir: &Path) -> Result<Option<ListenTls>, KeyError> {
+/// `{table}.tls_cert_file` and `{table}.tls_key_file`: both or neither; they
+/// must load into a server certificate (pingora would panic on a bad pair at
+/// start-up, after the config was accepted).
+fn validate_tls(
+    table: &str,
+    cert: &str,
+    key: &str,
+    dir: &Path,
+) -> Result<Option<ListenTls>, KeyError> {
+    let cert_key = format!("{table}.tls_cert_file");
+    let key_key = format!("{table}.tls_key_file");
     match (cert.is_empty(), key.is_empty()) {
         (true, true) => return Ok(None),
-        (false, true) => {
-            return Err(KeyError::new(
-                "listen.tls_key_file",
-                "required with listen.tls_cert_file",
-            ))
-        }
-        (true, false) => {
-            return Err(KeyError::new(
-                "listen.tls_cert_file",
-                "required with listen.tls_key_file",
-            ))
-        }
+        (false, true) => return Err(KeyError::new(key_key, format!("required with {cert_key}"))),
+        (true, false) => return Err(KeyError::new(cert_key, format!("required with {key_key}"))),
         (false, false) => {}
     }
     let tls = ListenTls {
         cert_file: resolve(dir, cert),
         key_file: resolve(dir, key),
     };
-    for (k, path) in [
-        ("listen.tls_cert_file", &tls.cert_file),
-        ("listen.tls_key_file", &tls.key_file),
-    ] {
+    for (k, path) in [(&cert_key, &tls.cert_file), (&key_key, &tls.key_file)] {
         if let Err(e) = std::fs::metadata(path) {
-            return Err(KeyError::new(k, format!("{}: {e}", path.display())));
+            return Err(KeyError::new(
+                k.as_str(),
+                format!("{}: {e}", path.display()),
+            ));
         }
     }
     let loaded = pingora::tls::load_certs_and_key_files(
         &tls.cert_file.to_string_lossy(),
         &tls.key_file.to_string_lossy(),
     );
-    let (certs, key) = match loaded {
+    let (certs, private_key) = match loaded {
         Ok(Some(pair)) => pair,
         Ok(None) => {
             return Err(KeyError::new(
-                "listen.tls_cert_file",
+                cert_key,
                 format!(
                     "{} and {}: need a PEM certificate and a PEM private key",
                     tls.cert_file.display(),
@@ -510,18 +524,13 @@ fn validate_listen_tls(cert: &str, key: &str, dir: &Path) -> Result<Option<Liste
                 ),
             ))
         }
-        Err(e) => return Err(KeyError::new("listen.tls_cert_file", e.to_string())),
+        Err(e) => return Err(KeyError::new(cert_key, e.to_string())),
     };
     pingora::tls::install_default_crypto_provider();
     pingora::tls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            KeyError::new(
-                "listen.tls_key_file",
-                format!("{}: {e}", tls.key_file.display()),
-            )
-        })?;
+        .with_single_cert(certs, private_key)
+        .map_err(|e| KeyError::new(key_key, format!("{}: {e}", tls.key_file.display())))?;
     Ok(Some(tls))
 }
 

@@ -183,6 +183,12 @@ pub struct RawAdmin {
     #[serde(default)]
     pub token: String,
     pub token_env: Option<String>,
+    /// PEM certificate chain: the admin listener speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: String,
 }
 
 #[derive(Debug, Deserialize)]

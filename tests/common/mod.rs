@@ -256,6 +256,10 @@ pub struct GatewayConfig {
     /// Lines of `[enforcement]`.
     pub enforcement: Vec<String>,
     pub admin_token: Option<String>,
+    /// Extra lines of `[admin]`.
+    pub admin: Vec<String>,
+    /// CA of an HTTPS admin listener (set with `admin.tls_*` lines).
+    pub admin_ca: Option<PathBuf>,
     /// Extra lines of `[store]`.
     pub store: Vec<String>,
     /// Raw TOML appended at the end (more tables).
@@ -272,6 +276,8 @@ impl GatewayConfig {
             keys: vec![format!("algorithm = \"HS256\"\nsecret = \"{SECRET}\"")],
             enforcement: Vec::new(),
             admin_token: Some(ADMIN_TOKEN.to_string()),
+            admin: Vec::new(),
+            admin_ca: None,
             store: Vec::new(),
             extra: String::new(),
         }
@@ -303,8 +309,13 @@ impl GatewayConfig {
             t.push_str(l);
             t.push('\n');
         }
+        t.push_str("\n[admin]\n");
         if let Some(a) = &self.admin_token {
-            t.push_str(&format!("\n[admin]\ntoken = \"{a}\"\n"));
+            t.push_str(&format!("token = \"{a}\"\n"));
+        }
+        for l in &self.admin {
+            t.push_str(l);
+            t.push('\n');
         }
         t.push_str("\n[store]\n");
         if !self
@@ -392,7 +403,12 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .unwrap();
-        let client = reqwest::Client::new();
+        let client = admin_client(config.admin_ca.as_deref());
+        let scheme = if config.admin_ca.is_some() {
+            "https://localhost"
+        } else {
+            "http://127.0.0.1"
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -402,7 +418,7 @@ impl Gateway {
                 return Err(format!("exited with {status}: {text}"));
             }
             let ready = client
-                .get(format!("http://127.0.0.1:{admin}/readyz"))
+                .get(format!("{scheme}:{admin}/readyz"))
                 .send()
                 .await
                 .map(|r| r.status() == 200)
@@ -461,7 +477,15 @@ impl Gateway {
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.admin, path)
+        match self.config.admin_ca {
+            Some(_) => format!("https://localhost:{}{}", self.admin.port(), path),
+            None => format!("http://{}{}", self.admin, path),
+        }
+    }
+
+    /// A client for the admin API (trusting its CA when it speaks HTTPS).
+    pub fn admin_client(&self) -> reqwest::Client {
+        admin_client(self.config.admin_ca.as_deref())
     }
 
     /// The SQLite store of this gateway.
@@ -486,7 +510,7 @@ impl Gateway {
 
     /// DELETE /v1/sessions/{sid} with the admin token.
     pub async fn revoke_session(&self, sid: &str, reason: &str) -> reqwest::Response {
-        reqwest::Client::new()
+        self.admin_client()
             .delete(self.admin_url(&format!("/v1/sessions/{sid}")))
             .query(&[("reason", reason)])
             .bearer_auth(ADMIN_TOKEN)
@@ -501,7 +525,7 @@ impl Gateway {
         if let Some(e) = except {
             q.push(("except", e));
         }
-        reqwest::Client::new()
+        self.admin_client()
             .delete(self.admin_url(&format!("/v1/users/{sub}/sessions")))
             .query(&q)
             .bearer_auth(ADMIN_TOKEN)
@@ -550,7 +574,10 @@ impl Gateway {
     /// The value of one sample line of /metrics, e.g.
     /// `sessiongate_requests_total{decision="allowed"}`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.admin_url("/metrics"))
+        let text = self
+            .admin_client()
+            .get(self.admin_url("/metrics"))
+            .send()
             .await
             .unwrap()
             .text()
@@ -563,6 +590,16 @@ impl Gateway {
             })
             .unwrap_or(0.0)
     }
+}
+
+/// A reqwest client; trusts `ca` (PEM) when given.
+pub fn admin_client(ca: Option<&Path>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).unwrap();
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
 }
 
 pub fn send_signal(pid: u32, sig: &str) {
