@@ -41,6 +41,39 @@ impl TrustedProxies {
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
+    /// The peer is a trusted proxy: its forwarding headers are believed.
+    pub fn trusts_peer(&self, peer: IpAddr) -> bool {
+        !self.nets.is_empty() && self.trusts(canonical(peer))
+    }
+
+    /// `X-Forwarded-For` for the application: the chain received from a
+    /// trusted proxy with `peer` appended; from anyone else, `peer` alone
+    /// (a client's own header is not passed on).
+    pub fn forwarded_for<'a>(
+        &self,
+        peer: IpAddr,
+        received: impl Iterator<Item = &'a str>,
+    ) -> String {
+        let mut chain = String::new();
+        if self.trusts_peer(peer) {
+            for value in received {
+                let value = value.trim();
+                if value.is_empty() {
+                    continue;
+                }
+                if !chain.is_empty() {
+                    chain.push_str(", ");
+                }
+                chain.push_str(value);
+            }
+        }
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&canonical(peer).to_string());
+        chain
+    }
+
     /// The client address for a request from `peer` carrying these
     /// `X-Forwarded-For` values (in header order). Walks the hops from the
     /// right while the current address is a trusted proxy; stops at the
@@ -72,6 +105,30 @@ impl TrustedProxies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_appends_only_behind_a_trusted_proxy() {
+        let t = trusted();
+        let lb: IpAddr = "10.1.2.3".parse().unwrap();
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let sent = ["6.6.6.6, 198.51.100.7", "192.0.2.1"];
+        assert_eq!(
+            t.forwarded_for(lb, sent.iter().copied()),
+            "6.6.6.6, 198.51.100.7, 192.0.2.1, 10.1.2.3"
+        );
+        assert_eq!(
+            t.forwarded_for(mapped, sent.iter().copied()),
+            "6.6.6.6, 198.51.100.7, 192.0.2.1, 10.1.2.3"
+        );
+        assert_eq!(
+            t.forwarded_for(outsider, sent.iter().copied()),
+            "203.0.113.9"
+        );
+        assert_eq!(t.forwarded_for(lb, std::iter::empty()), "10.1.2.3");
+        let none = TrustedProxies::default();
+        assert_eq!(none.forwarded_for(lb, sent.iter().copied()), "10.1.2.3");
+    }
 
     fn trusted() -> TrustedProxies {
         TrustedProxies::new(vec![

@@ -20,6 +20,7 @@ fn tls_dir() -> PathBuf {
 
 fn tls_config(up: &TestUpstream) -> GatewayConfig {
     let mut cfg = GatewayConfig::new(up.addr);
+    cfg.upstream_lines = vec!["x_forwarded = true".into()];
     cfg.listen = vec![
         format!(
             "tls_cert_file = \"{}\"",
@@ -48,6 +49,7 @@ fn https_client(http1_only: bool) -> reqwest::Client {
 
 fn echoed_session(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    assert_eq!(v["headers"]["x-forwarded-proto"], "https", "{body}");
     v["headers"]["x-session-id"].as_str().map(str::to_string)
 }
 

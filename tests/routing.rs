@@ -218,3 +218,53 @@ async fn upstream_down_is_502_and_the_gateway_stays_up() {
     );
     assert_eq!(gw.metric("sessiongate_upstream_errors_total").await, 3.0);
 }
+
+/// `upstream.x_forwarded`: the app gets the client's address and scheme; a
+/// client's own `X-Forwarded-*` is believed only from a trusted proxy.
+/// (Over TLS the scheme is `https`: tests/listener.rs.)
+#[tokio::test]
+async fn x_forwarded_headers_for_the_application() {
+    let up = TestUpstream::start();
+    let token = hs256(&claims("alice", "xf-1"));
+    let client = reqwest::Client::new();
+    let forwarded = |gw: &Gateway| {
+        client
+            .get(gw.url("/app"))
+            .bearer_auth(&token)
+            .header("X-Forwarded-For", "6.6.6.6")
+            .header("X-Forwarded-Proto", "https")
+            .send()
+    };
+
+    // Off (the default): the request's headers pass as sent.
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let seen: Value = forwarded(&gw).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "6.6.6.6");
+
+    // On, from a client that is not a trusted proxy: its values are replaced.
+    let mut on = GatewayConfig::new(up.addr);
+    on.upstream_lines.push("x_forwarded = true".into());
+    let gw = Gateway::start(on.clone()).await;
+    let seen: Value = forwarded(&gw).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    // Without a client header.
+    let seen: Value = client
+        .get(gw.url("/app"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+
+    // On, behind a trusted proxy: the chain is kept and the peer appended.
+    let mut trusted = on;
+    trusted.extra = "\n[geoip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n".into();
+    let gw = Gateway::start(trusted).await;
+    let seen: Value = forwarded(&gw).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["headers"]["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+}

@@ -99,6 +99,8 @@ pub struct Upstream {
     pub sni: String,
     pub connect_timeout: Duration,
     pub read_timeout: Option<Duration>,
+    /// Send `X-Forwarded-For` and `X-Forwarded-Proto` upstream.
+    pub x_forwarded: bool,
 }
 
 /// Where a request's token is looked for, in configured order.
@@ -560,6 +562,7 @@ fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
         sni,
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
         read_timeout: (raw.read_timeout_s > 0).then(|| Duration::from_secs(raw.read_timeout_s)),
+        x_forwarded: raw.x_forwarded,
     })
 }
 

@@ -103,6 +103,9 @@ pub struct RawUpstream {
     /// 0 means no read timeout (long polls, SSE, WebSockets).
     #[serde(default = "d_read_timeout_s")]
     pub read_timeout_s: u64,
+    /// Send `X-Forwarded-For` and `X-Forwarded-Proto` to the application.
+    #[serde(default)]
+    pub x_forwarded: bool,
 }
 
 #[derive(Debug, Deserialize)]

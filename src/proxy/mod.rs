@@ -32,6 +32,8 @@ pub const X_USER_ID: &str = "X-User-Id";
 pub const X_SESSIONGATE_DECISION: &str = "X-Sessiongate-Decision";
 pub const X_GEO_COUNTRY: &str = "X-Geo-Country";
 pub const X_GEO_CITY: &str = "X-Geo-City";
+pub const X_FORWARDED_FOR: &str = "X-Forwarded-For";
+pub const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 
 /// Largest request body a self-service action reads.
 const MAX_SELF_SERVICE_BODY: usize = 16 * 1024;
@@ -79,6 +81,7 @@ pub struct Proxy {
     peer: HttpPeer,
     mode: Mode,
     login_url: Option<HeaderValue>,
+    x_forwarded: bool,
 }
 
 impl Proxy {
@@ -125,6 +128,7 @@ impl Proxy {
             peer,
             mode: config.enforcement.mode,
             login_url,
+            x_forwarded: config.upstream.x_forwarded,
         })
     }
 
@@ -159,11 +163,7 @@ impl Proxy {
     /// The client's address: the peer, or from `X-Forwarded-For` when the
     /// peer is a trusted proxy.
     fn client_ip(&self, session: &Session) -> IpAddr {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let peer = peer_ip(session);
         if self.trusted.is_empty() {
             return peer;
         }
@@ -243,6 +243,15 @@ impl Proxy {
         let rendered = refusal.render(self.login_url.as_ref(), wants_html);
         write_json(session, rendered).await
     }
+}
+
+/// The downstream peer's address (unspecified for a Unix socket).
+fn peer_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// `Upgrade: websocket` (RFC 6455 4.1).
@@ -406,6 +415,35 @@ impl ProxyHttp for Proxy {
                 Ok(false)
             }
         }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !self.x_forwarded {
+            return Ok(());
+        }
+        let peer = peer_ip(session);
+        let chain = self.trusted.forwarded_for(
+            peer,
+            upstream_request
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        upstream_request.insert_header(X_FORWARDED_FOR, chain)?;
+        let keep_proto = self.trusted.trusts_peer(peer)
+            && upstream_request.headers.contains_key(X_FORWARDED_PROTO);
+        if !keep_proto {
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            upstream_request
+                .insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
+        }
+        Ok(())
     }
 
     async fn upstream_peer(

@@ -247,6 +247,8 @@ impl Drop for TestUpstream {
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub upstream: String,
+    /// Extra lines of `[upstream]`.
+    pub upstream_lines: Vec<String>,
     /// Extra lines of `[listen]`.
     pub listen: Vec<String>,
     /// Extra lines of `[token]`.
@@ -271,6 +273,7 @@ impl GatewayConfig {
     pub fn new(upstream: SocketAddr) -> GatewayConfig {
         GatewayConfig {
             upstream: upstream.to_string(),
+            upstream_lines: Vec::new(),
             listen: Vec::new(),
             token: Vec::new(),
             keys: vec![format!("algorithm = \"HS256\"\nsecret = \"{SECRET}\"")],
@@ -292,9 +295,14 @@ impl GatewayConfig {
             t.push('\n');
         }
         t.push_str(&format!(
-            "\n[upstream]\naddress = \"{}\"\nconnect_timeout_ms = 500\n\n[token]\n",
+            "\n[upstream]\naddress = \"{}\"\nconnect_timeout_ms = 500\n",
             self.upstream
         ));
+        for l in &self.upstream_lines {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t.push_str("\n[token]\n");
         for l in &self.token {
             t.push_str(l);
             t.push('\n');
