@@ -210,11 +210,11 @@ impl Gateway {
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
         let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
-        if config.listen.h2c {
-            let mut options = pingora::apps::HttpServerOptions::default();
-            options.h2c = true;
-            http.server_options = Some(options);
-        }
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = config.listen.h2c;
+        // pingora keeps an idle HTTP/2 connection forever by default.
+        options.h2_idle_timeout = config.listen.keepalive_timeout;
+        http.server_options = Some(options);
         let mut proxy_service = Service::new(
             "proxy".to_string(),
             Closable::new(http, self.connections.clone()),

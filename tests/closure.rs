@@ -203,47 +203,6 @@ async fn sse_stream_is_cut_not_completed() {
     assert_eventually!(open_total(&gw).await == 0.0, WITHIN, "registry not empty");
 }
 
-/// Sends one keep-alive request and reads its (content-length) response.
-async fn keep_alive_request(s: &mut TcpStream, token: &str) -> u16 {
-    s.write_all(
-        format!("GET /ka HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(WITHIN, s.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed mid-response");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return head.split_whitespace().nth(1).unwrap().parse().unwrap();
-            }
-        }
-    }
-}
-
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 64];
-    matches!(
-        tokio::time::timeout(within, s.read(&mut buf)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
-}
-
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
     let up = TestUpstream::start();

@@ -430,3 +430,32 @@ async fn admin_api_over_tls() {
     let (code, err) = revoke_cli(&https, "adm-3", Some(not_pem.path()));
     assert_eq!(code, 2, "{err}");
 }
+
+/// An idle HTTP/2 connection is closed after `listen.keepalive_timeout_s`.
+#[tokio::test]
+async fn idle_http2_connection_is_closed() {
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["h2c = true".into(), "keepalive_timeout_s = 1".into()];
+    let gw = Gateway::start(cfg).await;
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let req = http::Request::get(format!("http://{}/echo", gw.proxy))
+        .header(
+            "authorization",
+            format!("Bearer {}", hs256(&claims("u", "h2-idle"))),
+        )
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(WITHIN, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    // 1 s idle bound; 10 s is the test's patience.
+    tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("idle HTTP/2 connection closed")
+        .unwrap()
+        .ok();
+}

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::{json, Value};
 
@@ -267,4 +269,44 @@ async fn x_forwarded_headers_for_the_application() {
     let seen: Value = forwarded(&gw).await.unwrap().json().await.unwrap();
     assert_eq!(seen["headers"]["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
     assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+}
+
+/// `listen.keepalive_timeout_s`: an idle keep-alive connection is closed
+/// after it, whatever the client's own `Keep-Alive` header asks; 0 closes
+/// after each response; a client's `Connection: close` is kept.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_bounded() {
+    let up = TestUpstream::start();
+    let token = hs256(&claims("alice", "ka-idle"));
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["keepalive_timeout_s = 1".into()];
+    let gw = Gateway::start(cfg).await;
+
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let asks_for_long = format!("{auth}Connection: keep-alive\r\nKeep-Alive: timeout=3600\r\n");
+    assert_eq!(http1_request(&mut s, &asks_for_long).await, 200);
+    // Reused while busy...
+    assert_eq!(http1_request(&mut s, &auth).await, 200);
+    // ...closed once idle past the bound (1 s here; 10 s is the test's patience).
+    assert!(closed_within(&mut s, Duration::from_secs(10)).await);
+    // A refused request's connection is bounded the same way.
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    assert_eq!(http1_request(&mut s, "").await, 401);
+    assert!(closed_within(&mut s, Duration::from_secs(10)).await);
+    // The client's `Connection: close` is honoured.
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    assert_eq!(
+        http1_request(&mut s, &format!("{auth}Connection: close\r\n")).await,
+        200
+    );
+    assert!(closed_within(&mut s, Duration::from_millis(500)).await);
+
+    // 0: no keep-alive at all.
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["keepalive_timeout_s = 0".into()];
+    let gw = Gateway::start(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    assert_eq!(http1_request(&mut s, &auth).await, 200);
+    assert!(closed_within(&mut s, Duration::from_millis(500)).await);
 }

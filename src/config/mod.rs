@@ -83,6 +83,9 @@ pub struct Listen {
     pub tls: Option<ListenTls>,
     /// Cleartext HTTP/2 (prior knowledge) on the proxy listener.
     pub h2c: bool,
+    /// Idle client connections are closed after this; `None`: HTTP/1.1
+    /// keep-alive is off.
+    pub keepalive_timeout: Option<Duration>,
 }
 
 /// Certificate and key of the proxy listener, checked at load time.
@@ -322,6 +325,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
             dir,
         )?,
         h2c: raw.listen.h2c,
+        keepalive_timeout: (raw.listen.keepalive_timeout_s > 0)
+            .then(|| Duration::from_secs(raw.listen.keepalive_timeout_s)),
     };
     if listen.proxy == listen.admin {
         return Err(KeyError::new(

@@ -86,6 +86,11 @@ pub struct RawListen {
     /// load balancer that speaks h2c); HTTP/1.1 still works.
     #[serde(default)]
     pub h2c: bool,
+    /// Seconds an idle client connection (HTTP/1.1 keep-alive, HTTP/2) is
+    /// kept waiting for its next request; 0 closes HTTP/1.1 connections
+    /// after each response.
+    #[serde(default = "d_keepalive_timeout")]
+    pub keepalive_timeout_s: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,6 +353,9 @@ fn d_purge_interval() -> u64 {
 }
 fn d_busy_timeout() -> u64 {
     DEFAULT_BUSY_TIMEOUT_MS
+}
+fn d_keepalive_timeout() -> u64 {
+    60
 }
 fn d_persist_interval() -> u64 {
     DEFAULT_PERSIST_INTERVAL_S

@@ -82,6 +82,8 @@ pub struct Proxy {
     mode: Mode,
     login_url: Option<HeaderValue>,
     x_forwarded: bool,
+    /// Idle HTTP/1.1 keep-alive bound in seconds, `None`: no keep-alive.
+    keepalive_s: Option<u64>,
 }
 
 impl Proxy {
@@ -129,6 +131,7 @@ impl Proxy {
             mode: config.enforcement.mode,
             login_url,
             x_forwarded: config.upstream.x_forwarded,
+            keepalive_s: config.listen.keepalive_timeout.map(|d| d.as_secs().max(1)),
         })
     }
 
@@ -303,6 +306,13 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         strip_identity_headers(session);
+        // pingora waits forever for the next request of an HTTP/1.1
+        // keep-alive connection (or as long as the client's own
+        // `Keep-Alive: timeout` says); bound it. A connection the client
+        // did not keep alive stays closing.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(self.keepalive_s);
+        }
 
         let started = Instant::now();
         let now_ms = clock::now_ms();

@@ -640,6 +640,55 @@ impl Drop for Gateway {
     }
 }
 
+/// Sends one keep-alive request with the bearer token and reads its
+/// (content-length) response; answers the status.
+pub async fn keep_alive_request(s: &mut tokio::net::TcpStream, token: &str) -> u16 {
+    http1_request(s, &format!("Authorization: Bearer {token}\r\n")).await
+}
+
+/// Sends `GET /ka` with `headers` (CRLF-terminated lines) on `s` and reads
+/// its (content-length) response; answers the status.
+pub async fn http1_request(s: &mut tokio::net::TcpStream, headers: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /ka HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed mid-response");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            }
+        }
+    }
+}
+
+/// The peer closes `s` (EOF or reset) within `within`.
+pub async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
 // ----------------------------------------------------------------- tokens
 
 /// Standard claims for user `sub`, session `sid`, issued now, valid 1 h.
