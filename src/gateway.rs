@@ -21,6 +21,7 @@ use prometheus::Registry;
 use crate::admin::selfservice::SelfService;
 use crate::admin::{AdminApp, Readiness};
 use crate::authority::Authority;
+use crate::certificate::Certificate;
 use crate::clock;
 use crate::closer::app::Closable;
 use crate::closer::ConnectionRegistry;
@@ -220,14 +221,15 @@ impl Gateway {
             Closable::new(http, self.connections.clone()),
         );
         let proxy_addr = config.listen.proxy.to_string();
+        let mut certificates = Vec::new();
         match &config.listen.tls {
             Some(tls) => {
-                let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
-                    &tls.cert_file.to_string_lossy(),
-                    &tls.key_file.to_string_lossy(),
-                )?;
+                let certificate = Certificate::open(tls.clone())
+                    .map_err(|e| anyhow::anyhow!("{}: listen.tls: {e}", config.file.display()))?;
+                let mut settings = tls_settings(&certificate)?;
                 settings.enable_h2();
                 proxy_service.add_tls_with_settings(&proxy_addr, None, settings);
+                certificates.push(certificate);
             }
             None => proxy_service.add_tcp(&proxy_addr),
         }
@@ -246,13 +248,21 @@ impl Gateway {
         let admin_addr = config.listen.admin.to_string();
         match &config.admin.tls {
             Some(tls) => {
-                let settings = pingora::listeners::tls::TlsSettings::intermediate(
-                    &tls.cert_file.to_string_lossy(),
-                    &tls.key_file.to_string_lossy(),
-                )?;
-                admin_service.add_tls_with_settings(&admin_addr, None, settings);
+                let certificate = Certificate::open(tls.clone())
+                    .map_err(|e| anyhow::anyhow!("{}: admin.tls: {e}", config.file.display()))?;
+                admin_service.add_tls_with_settings(&admin_addr, None, tls_settings(&certificate)?);
+                certificates.push(certificate);
             }
             None => admin_service.add_tcp(&admin_addr),
+        }
+        if !certificates.is_empty() {
+            server.add_service(background_service(
+                "tls-reload",
+                CertificateReload {
+                    certificates,
+                    interval: config.listen.tls_reload,
+                },
+            ));
         }
         server.add_service(admin_service);
 
@@ -475,6 +485,48 @@ impl BackgroundService for SessionSync {
                     .await
                 {
                     tracing::warn!(error = %e, "cannot purge idle sessions from the store");
+                }
+            }
+        }
+    }
+}
+
+/// TLS settings that serve `certificate` (and whatever it is reloaded to).
+fn tls_settings(
+    certificate: &Arc<Certificate>,
+) -> anyhow::Result<pingora::listeners::tls::TlsSettings> {
+    // The paths are not read: the resolver supplies the certificate.
+    let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")?;
+    settings.set_cert_resolver(certificate.clone());
+    Ok(settings)
+}
+
+/// Serves rotated certificates: reloads a listener's certificate when its
+/// files change; a pair that does not load keeps the previous one.
+struct CertificateReload {
+    certificates: Vec<Arc<Certificate>>,
+    interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for CertificateReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            for c in &self.certificates {
+                let file = c.files().cert_file.display();
+                match c.reload_if_changed() {
+                    Ok(false) => {}
+                    Ok(true) => tracing::info!(%file, "TLS certificate reloaded"),
+                    Err(e) => tracing::error!(
+                        %file,
+                        error = %e,
+                        "TLS certificate changed but cannot be loaded; keeping the previous one"
+                    ),
                 }
             }
         }

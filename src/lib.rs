@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod audit;
 pub mod authority;
+pub mod certificate;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;

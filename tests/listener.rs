@@ -459,3 +459,68 @@ async fn idle_http2_connection_is_closed() {
         .unwrap()
         .ok();
 }
+
+/// A full handshake trusting only `ca`: a new client each time, so no
+/// pooled connection or resumed TLS session carries an old certificate.
+async fn handshake_ok(ca: &std::path::Path, url: &str) -> bool {
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// A rotated certificate is served without a restart, on the proxy and the
+/// admin listener; a half-written pair keeps the previous certificate.
+#[tokio::test]
+async fn rotated_certificates_are_served_without_a_restart() {
+    let up = TestUpstream::start();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::copy(tls_dir().join("server.pem"), &cert).unwrap();
+    std::fs::copy(tls_dir().join("server.key"), &key).unwrap();
+    let mut cfg = GatewayConfig::new(up.addr);
+    let pair = vec![
+        format!("tls_cert_file = \"{}\"", cert.display()),
+        format!("tls_key_file = \"{}\"", key.display()),
+    ];
+    cfg.listen = pair.clone();
+    cfg.listen.push("tls_reload_s = 1".into());
+    cfg.admin = pair;
+    cfg.admin_ca = Some(tls_dir().join("ca.pem"));
+    let gw = Gateway::start(cfg).await;
+    let proxy = format!("https://localhost:{}/healthz", gw.proxy.port());
+    let admin = format!("https://localhost:{}/healthz", gw.admin.port());
+    let rotated = keys_dir().join("tls-rotated");
+    let (old_ca, new_ca) = (tls_dir().join("ca.pem"), rotated.join("ca.pem"));
+    assert!(handshake_ok(&old_ca, &proxy).await);
+    assert!(!handshake_ok(&new_ca, &proxy).await);
+
+    // The new certificate without its key: refused, the old pair stays.
+    std::fs::copy(rotated.join("server.pem"), &cert).unwrap();
+    assert_eventually!(
+        gw.log()
+            .contains("cannot be loaded; keeping the previous one"),
+        WITHIN,
+        "half-written pair not reported: {}",
+        gw.log_tail()
+    );
+    assert!(handshake_ok(&old_ca, &proxy).await);
+    assert!(handshake_ok(&old_ca, &admin).await);
+
+    // The key arrives: new handshakes get the new certificate.
+    std::fs::copy(rotated.join("server.key"), &key).unwrap();
+    assert_eventually!(
+        handshake_ok(&new_ca, &proxy).await && handshake_ok(&new_ca, &admin).await,
+        WITHIN,
+        "rotated certificate not served: {}",
+        gw.log_tail()
+    );
+    assert!(!handshake_ok(&old_ca, &proxy).await);
+    assert!(!handshake_ok(&old_ca, &admin).await);
+}

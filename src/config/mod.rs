@@ -86,6 +86,8 @@ pub struct Listen {
     /// Idle client connections are closed after this; `None`: HTTP/1.1
     /// keep-alive is off.
     pub keepalive_timeout: Option<Duration>,
+    /// How often certificate files are checked for changes.
+    pub tls_reload: Duration,
 }
 
 /// Certificate and key of the proxy listener, checked at load time.
@@ -327,6 +329,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         h2c: raw.listen.h2c,
         keepalive_timeout: (raw.listen.keepalive_timeout_s > 0)
             .then(|| Duration::from_secs(raw.listen.keepalive_timeout_s)),
+        tls_reload: Duration::from_secs(raw.listen.tls_reload_s.max(1)),
     };
     if listen.proxy == listen.admin {
         return Err(KeyError::new(
@@ -515,29 +518,15 @@ fn validate_tls(
             ));
         }
     }
-    let loaded = pingora::tls::load_certs_and_key_files(
-        &tls.cert_file.to_string_lossy(),
-        &tls.key_file.to_string_lossy(),
-    );
-    let (certs, private_key) = match loaded {
-        Ok(Some(pair)) => pair,
-        Ok(None) => {
-            return Err(KeyError::new(
-                cert_key,
-                format!(
-                    "{} and {}: need a PEM certificate and a PEM private key",
-                    tls.cert_file.display(),
-                    tls.key_file.display()
-                ),
-            ))
+    match crate::certificate::load(&tls) {
+        Ok(_) => {}
+        Err(e @ crate::certificate::LoadError::Files(_)) => {
+            return Err(KeyError::new(cert_key, e.to_string()))
         }
-        Err(e) => return Err(KeyError::new(cert_key, e.to_string())),
-    };
-    pingora::tls::install_default_crypto_provider();
-    pingora::tls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, private_key)
-        .map_err(|e| KeyError::new(key_key, format!("{}: {e}", tls.key_file.display())))?;
+        Err(e @ crate::certificate::LoadError::Pair(_)) => {
+            return Err(KeyError::new(key_key, e.to_string()))
+        }
+    }
     Ok(Some(tls))
 }
 

@@ -91,6 +91,10 @@ pub struct RawListen {
     /// after each response.
     #[serde(default = "d_keepalive_timeout")]
     pub keepalive_timeout_s: u64,
+    /// How often TLS certificate files (proxy and admin) are checked for
+    /// changes; a changed pair is served to new handshakes.
+    #[serde(default = "d_tls_reload")]
+    pub tls_reload_s: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +357,9 @@ fn d_purge_interval() -> u64 {
 }
 fn d_busy_timeout() -> u64 {
     DEFAULT_BUSY_TIMEOUT_MS
+}
+fn d_tls_reload() -> u64 {
+    10
 }
 fn d_keepalive_timeout() -> u64 {
     60
