@@ -213,8 +213,14 @@ impl Gateway {
         let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
         let mut options = pingora::apps::HttpServerOptions::default();
         options.h2c = config.listen.h2c;
-        // pingora keeps an idle HTTP/2 connection forever by default.
-        options.h2_idle_timeout = config.listen.keepalive_timeout;
+        // pingora keeps an idle HTTP/2 connection forever by default. With
+        // keep-alive off (0), an HTTP/2 connection goes once idle for 1 s.
+        options.h2_idle_timeout = Some(
+            config
+                .listen
+                .keepalive_timeout
+                .unwrap_or(Duration::from_secs(1)),
+        );
         http.server_options = Some(options);
         let mut proxy_service = Service::new(
             "proxy".to_string(),

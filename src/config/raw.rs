@@ -88,7 +88,7 @@ pub struct RawListen {
     pub h2c: bool,
     /// Seconds an idle client connection (HTTP/1.1 keep-alive, HTTP/2) is
     /// kept waiting for its next request; 0 closes HTTP/1.1 connections
-    /// after each response.
+    /// after each response (HTTP/2 ones after 1 s idle).
     #[serde(default = "d_keepalive_timeout")]
     pub keepalive_timeout_s: u64,
     /// How often TLS certificate files (proxy and admin) are checked for
