@@ -224,7 +224,11 @@ impl Gateway {
         http.server_options = Some(options);
         let mut proxy_service = Service::new(
             "proxy".to_string(),
-            Closable::new(http, self.connections.clone()),
+            Closable::new(
+                http,
+                self.connections.clone(),
+                config.listen.request_header_timeout,
+            ),
         );
         let proxy_addr = config.listen.proxy.to_string();
         let mut certificates = Vec::new();

@@ -25,6 +25,7 @@ pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds
 pub const TRACKED_SESSIONS: &str = "sessiongate_tracked_sessions";
 pub const NEW_LOCATIONS_TOTAL: &str = "sessiongate_new_locations_total";
 pub const REVOCATION_PROPAGATION_SECONDS: &str = "sessiongate_revocation_propagation_seconds";
+pub const HEADER_TIMEOUTS_TOTAL: &str = "sessiongate_request_header_timeouts_total";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -62,6 +63,7 @@ pub struct Metrics {
     pub tracked_sessions: IntGauge,
     pub new_locations: IntCounter,
     pub revocation_propagation_seconds: Histogram,
+    pub header_timeouts: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -180,8 +182,15 @@ impl Metrics {
             .buckets(CLOSE_BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(revocation_propagation_seconds.clone()))?;
+        let header_timeouts = IntCounter::new(
+            HEADER_TIMEOUTS_TOTAL,
+            "Client connections closed for not sending a request header within \
+             listen.request_header_timeout_s.",
+        )?;
+        registry.register(Box::new(header_timeouts.clone()))?;
 
         Ok(Metrics {
+            header_timeouts,
             revocation_propagation_seconds,
             tracked_sessions,
             new_locations,

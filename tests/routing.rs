@@ -310,3 +310,58 @@ async fn idle_keep_alive_connections_are_bounded() {
     assert_eq!(http1_request(&mut s, &auth).await, 200);
     assert!(closed_within(&mut s, Duration::from_millis(500)).await);
 }
+
+/// `listen.request_header_timeout_s`: a request header trickled in byte by
+/// byte (or left unfinished) is cut once its time is up, while a keep-alive
+/// connection idle for longer than that still serves its next request.
+#[tokio::test]
+async fn slow_request_headers_are_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestUpstream::start();
+    let token = hs256(&claims("alice", "slow-1"));
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["request_header_timeout_s = 1".into()];
+    let gw = Gateway::start(cfg).await;
+
+    // Trickled: a header line every 100 ms, never finished.
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    s.write_all(b"GET /app HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let cut = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a trickled header held the connection"
+        );
+        if s.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => break false,
+            Err(_) => {}
+        }
+    };
+    assert!(cut, "answered instead of cut");
+
+    // Unfinished and silent: cut by the timer, well before pingora's 60 s.
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    s.write_all(b"GET /app HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(10)).await);
+
+    // Idle between requests for longer than the header timeout: still served.
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    assert_eq!(http1_request(&mut s, &auth).await, 200);
+    assert!(!closed_within(&mut s, Duration::from_millis(1500)).await);
+    assert_eq!(http1_request(&mut s, &auth).await, 200);
+
+    assert_eq!(
+        gw.metric("sessiongate_request_header_timeouts_total").await,
+        2.0
+    );
+}

@@ -25,7 +25,11 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
-use super::stream::{close, WatchedStream};
+use std::time::Duration;
+
+use pingora::protocols::ALPN;
+
+use super::stream::{close, HeaderDeadline, WatchedStream};
 use super::{ConnectionRegistry, CURRENT};
 
 /// Races every request or stream of `inner` against its session's revocation.
@@ -86,12 +90,20 @@ where
 /// Owns each downstream connection's socket around the HTTP application.
 pub struct Closable<A> {
     http: Arc<Cancellable<A>>,
+    header_timeout: Option<Duration>,
 }
 
 impl<A> Closable<A> {
-    pub fn new(inner: A, registry: Arc<ConnectionRegistry>) -> Self {
+    /// `header_timeout`: how long a request header may take to arrive once
+    /// its first byte has (`None`: pingora's per-read timeouts only).
+    pub fn new(
+        inner: A,
+        registry: Arc<ConnectionRegistry>,
+        header_timeout: Option<Duration>,
+    ) -> Self {
         Closable {
             http: Arc::new(Cancellable::new(inner, registry)),
+            header_timeout,
         }
     }
 }
@@ -108,8 +120,19 @@ where
     ) -> Option<Stream> {
         let registry = self.http.registry.clone();
         let conn = registry.open();
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            conn.set_multiplexed();
+        }
+        let header = self
+            .header_timeout
+            .map(|limit| HeaderDeadline::new(limit, registry.metrics().header_timeouts.clone()));
         let slot = Arc::new(Mutex::new(None));
-        let watched: Stream = Box::new(WatchedStream::new(stream, conn.clone(), slot.clone()));
+        let watched: Stream = Box::new(WatchedStream::new(
+            stream,
+            conn.clone(),
+            slot.clone(),
+            header,
+        ));
         let http = self.http.clone();
         // pingora's HTTP/1 loop (keep-alive included) or HTTP/2 accept loop.
         let serve = CURRENT.scope(conn.clone(), async move {

@@ -13,7 +13,7 @@
 pub mod app;
 pub mod stream;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -84,6 +84,13 @@ pub struct Conn {
     /// is about to be written on this connection.
     upgrading: AtomicBool,
     revoked: OnceLock<(Instant, CloseReason)>,
+    /// Between a request's complete header and its end (`logging`): no
+    /// request-header deadline runs.
+    in_request: AtomicBool,
+    /// Requests whose header completed on this connection.
+    requests: AtomicU32,
+    /// HTTP/2: the request-header deadline is per stream, not per socket.
+    multiplexed: AtomicBool,
 }
 
 impl Conn {
@@ -105,6 +112,31 @@ impl Conn {
     /// True once a WebSocket upgrade answer is being written.
     pub fn is_upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Acquire)
+    }
+
+    /// A request's header was read completely (the proxy's first filter).
+    pub fn request_started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_request.store(true, Ordering::Relaxed);
+    }
+
+    /// The request is over; the connection waits for the next one.
+    pub fn request_finished(&self) {
+        self.in_request.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection speaks HTTP/2: it has no request header of its own.
+    pub fn set_multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request header is awaited on this connection, and the
+    /// number of requests so far (a new request restarts the deadline).
+    fn header_awaited(&self) -> Option<u32> {
+        if self.in_request.load(Ordering::Relaxed) || self.multiplexed.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.requests.load(Ordering::Relaxed))
     }
 
     fn revoke(&self, at: Instant, reason: CloseReason) {
@@ -170,6 +202,10 @@ pub fn current() -> Option<Arc<Conn>> {
 }
 
 impl ConnectionRegistry {
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn new(metrics: Arc<Metrics>) -> ConnectionRegistry {
         ConnectionRegistry {
             next_id: AtomicU64::new(1),
@@ -187,6 +223,9 @@ impl ConnectionRegistry {
             attachment: Mutex::new(None),
             upgrading: AtomicBool::new(false),
             revoked: OnceLock::new(),
+            in_request: AtomicBool::new(false),
+            requests: AtomicU32::new(0),
+            multiplexed: AtomicBool::new(false),
         });
         self.open.insert(conn.id, conn.clone());
         conn

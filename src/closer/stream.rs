@@ -4,12 +4,17 @@
 //! ([`FrameTracker`]) so the closer knows whether the connection is between
 //! frames. When pingora drops it, the socket goes back to the closer's slot
 //! instead of being closed, so a close frame can still be written.
+//!
+//! It also holds the request-header deadline ([`HeaderDeadline`]): pingora
+//! times out each read of a request header, not the header as a whole, so a
+//! client trickling one byte at a time could hold a connection forever.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::protocols::{
@@ -17,6 +22,7 @@ use pingora::protocols::{
     UniqueIDType,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
 
 use super::Conn;
 
@@ -140,6 +146,87 @@ impl FrameTracker {
     }
 }
 
+/// The start of an HTTP/2 connection (RFC 9113 3.4); such a connection has
+/// no request header of its own.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// A request header must arrive whole within `limit` of its first byte.
+/// Nothing runs while the header arrives in one read (the usual case): the
+/// timer is set only when a read leaves a header incomplete.
+pub struct HeaderDeadline {
+    limit: Duration,
+    /// First byte of the awaited header, and the connection's request
+    /// count then (a later request starts its own deadline).
+    started: Option<(Instant, u32)>,
+    timer: Option<Pin<Box<Sleep>>>,
+    first_read: bool,
+    expired: prometheus::IntCounter,
+}
+
+impl HeaderDeadline {
+    pub fn new(limit: Duration, expired: prometheus::IntCounter) -> Self {
+        HeaderDeadline {
+            limit,
+            started: None,
+            timer: None,
+            first_read: true,
+            expired,
+        }
+    }
+
+    fn timed_out(&self) -> io::Error {
+        self.expired.inc();
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("request header not complete within {:?}", self.limit),
+        )
+    }
+
+    /// After a read of the downstream socket: `read` is what it delivered
+    /// (`None`: nothing yet). Answers an error when the deadline passed.
+    fn check(&mut self, conn: &Conn, read: Option<&[u8]>, cx: &mut Context<'_>) -> io::Result<()> {
+        let first = std::mem::replace(&mut self.first_read, false);
+        let Some(request) = conn.header_awaited() else {
+            self.started = None;
+            return Ok(());
+        };
+        if self.started.is_some_and(|(_, r)| r != request) {
+            self.started = None;
+        }
+        match read {
+            Some(bytes) => {
+                if first && bytes.starts_with(H2_PREFACE) {
+                    conn.set_multiplexed();
+                    return Ok(());
+                }
+                let now = Instant::now();
+                let (started, _) = *self.started.get_or_insert((now, request));
+                if now.duration_since(started) > self.limit {
+                    return Err(self.timed_out());
+                }
+                Ok(())
+            }
+            None => {
+                // Idle between requests: the keep-alive timeout applies.
+                let Some((started, _)) = self.started else {
+                    return Ok(());
+                };
+                let deadline = tokio::time::Instant::from_std(started + self.limit);
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Err(self.timed_out()),
+                    Poll::Pending => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 /// Where a dropped [`WatchedStream`] leaves its socket for the closer.
 pub type Slot = Arc<Mutex<Option<(Stream, FrameTracker)>>>;
 
@@ -149,6 +236,7 @@ pub struct WatchedStream {
     conn: Arc<Conn>,
     frames: FrameTracker,
     slot: Slot,
+    header: Option<HeaderDeadline>,
 }
 
 impl std::fmt::Debug for WatchedStream {
@@ -161,12 +249,13 @@ impl std::fmt::Debug for WatchedStream {
 }
 
 impl WatchedStream {
-    pub fn new(inner: Stream, conn: Arc<Conn>, slot: Slot) -> Self {
+    pub fn new(inner: Stream, conn: Arc<Conn>, slot: Slot, header: Option<HeaderDeadline>) -> Self {
         WatchedStream {
             inner: Some(inner),
             conn,
             frames: FrameTracker::default(),
             slot,
+            header,
         }
     }
 
@@ -210,7 +299,21 @@ impl AsyncRead for WatchedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(self.io()?).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let res = Pin::new(self.io()?).poll_read(cx, buf);
+        let this = &mut *self;
+        let Some(header) = this.header.as_mut() else {
+            return res;
+        };
+        let read = match &res {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => Some(&buf.filled()[before..]),
+            Poll::Pending => None,
+            _ => return res,
+        };
+        match header.check(&this.conn, read, cx) {
+            Ok(()) => res,
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 

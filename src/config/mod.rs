@@ -88,6 +88,8 @@ pub struct Listen {
     pub keepalive_timeout: Option<Duration>,
     /// How often certificate files are checked for changes.
     pub tls_reload: Duration,
+    /// A request header must be complete this long after its first byte.
+    pub request_header_timeout: Option<Duration>,
 }
 
 /// Certificate and key of the proxy listener, checked at load time.
@@ -330,6 +332,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         keepalive_timeout: (raw.listen.keepalive_timeout_s > 0)
             .then(|| Duration::from_secs(raw.listen.keepalive_timeout_s)),
         tls_reload: Duration::from_secs(raw.listen.tls_reload_s.max(1)),
+        request_header_timeout: (raw.listen.request_header_timeout_s > 0)
+            .then(|| Duration::from_secs(raw.listen.request_header_timeout_s)),
     };
     if listen.proxy == listen.admin {
         return Err(KeyError::new(

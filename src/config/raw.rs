@@ -95,6 +95,10 @@ pub struct RawListen {
     /// changes; a changed pair is served to new handshakes.
     #[serde(default = "d_tls_reload")]
     pub tls_reload_s: u64,
+    /// Seconds a request header may take from its first byte to its last
+    /// (slow-header clients); 0 leaves only pingora's per-read timeouts.
+    #[serde(default = "d_request_header_timeout")]
+    pub request_header_timeout_s: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,6 +361,9 @@ fn d_purge_interval() -> u64 {
 }
 fn d_busy_timeout() -> u64 {
     DEFAULT_BUSY_TIMEOUT_MS
+}
+fn d_request_header_timeout() -> u64 {
+    10
 }
 fn d_tls_reload() -> u64 {
     10

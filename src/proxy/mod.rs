@@ -305,6 +305,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(conn) = closer::current() {
+            conn.request_started();
+        }
         strip_identity_headers(session);
         // pingora waits forever for the next request of an HTTP/1.1
         // keep-alive connection (or as long as the client's own
@@ -531,6 +534,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(conn) = closer::current() {
+            conn.request_finished();
+        }
         if let Some(outcome) = ctx.outcome {
             self.metrics.count_request(outcome);
         }
