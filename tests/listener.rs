@@ -524,3 +524,56 @@ async fn rotated_certificates_are_served_without_a_restart() {
     assert!(!handshake_ok(&old_ca, &proxy).await);
     assert!(!handshake_ok(&old_ca, &admin).await);
 }
+
+/// Streams one event stream over `client` for 2.5 s (beyond a 1 s header
+/// deadline); the connection must stay up throughout.
+async fn stream_beyond_the_deadline(
+    mut client: h2::client::SendRequest<Bytes>,
+    driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
+    gw: &Gateway,
+) {
+    let mut events = open_stream(&mut client, gw, &hs256(&claims("u", "h2-long"))).await;
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        next_event(&mut events).await.unwrap();
+    }
+    assert!(!driver.is_finished());
+    assert_eq!(
+        gw.metric("sessiongate_request_header_timeouts_total").await,
+        0.0
+    );
+}
+
+/// An HTTP/2 connection has no request header of its own: the header
+/// deadline never cuts it, however long its streams run (h2c and TLS).
+#[tokio::test]
+async fn http2_connections_outlive_the_header_deadline() {
+    use pingora::tls::{ClientConfig, RootCertStore, ServerName, TlsConnector};
+    let up = TestUpstream::start();
+
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.listen = vec!["h2c = true".into(), "request_header_timeout_s = 1".into()];
+    let gw = Gateway::start(cfg).await;
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    stream_beyond_the_deadline(client, tokio::spawn(connection), &gw).await;
+
+    let mut cfg = tls_config(&up);
+    cfg.listen.push("request_header_timeout_s = 1".into());
+    let gw = Gateway::start(cfg).await;
+    pingora::tls::install_default_crypto_provider();
+    let mut roots = RootCertStore::empty();
+    pingora::tls::load_ca_file_into_store(tls_dir().join("ca.pem"), &mut roots).unwrap();
+    let mut tls = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let stream = TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    stream_beyond_the_deadline(client, tokio::spawn(connection), &gw).await;
+}

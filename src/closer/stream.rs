@@ -185,7 +185,6 @@ impl HeaderDeadline {
     /// After a read of the downstream socket: `read` is what it delivered
     /// (`None`: nothing yet). Answers an error when the deadline passed.
     fn check(&mut self, conn: &Conn, read: Option<&[u8]>, cx: &mut Context<'_>) -> io::Result<()> {
-        let first = std::mem::replace(&mut self.first_read, false);
         let Some(request) = conn.header_awaited() else {
             self.started = None;
             return Ok(());
@@ -195,7 +194,7 @@ impl HeaderDeadline {
         }
         match read {
             Some(bytes) => {
-                if first && bytes.starts_with(H2_PREFACE) {
+                if std::mem::replace(&mut self.first_read, false) && bytes.starts_with(H2_PREFACE) {
                     conn.set_multiplexed();
                     return Ok(());
                 }
