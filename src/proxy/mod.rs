@@ -66,6 +66,8 @@ pub struct RequestCtx {
     identity: Option<Arc<VerifiedToken>>,
     /// The request asks for a WebSocket upgrade.
     websocket: bool,
+    /// The connection (HTTP/2: stream) this request runs on, looked up once.
+    conn: Option<Arc<closer::Conn>>,
 }
 
 /// The proxy service: one per gateway process.
@@ -139,14 +141,14 @@ impl Proxy {
     /// can close it. In enforce mode only: monitor mode closes nothing.
     /// Then checks the revocation set again: a revocation applied between
     /// the decision and the attachment would otherwise miss this connection.
-    fn attach(&self, token: &VerifiedToken) -> Option<Refusal> {
+    fn attach(&self, conn: Option<&closer::Conn>, token: &VerifiedToken) -> Option<Refusal> {
         if self.mode != Mode::Enforce {
             return None;
         }
-        let conn = closer::current()?;
+        let conn = conn?;
         let newly = self
             .connections
-            .attach(&conn, token.session_key, token.user_key, token.iat);
+            .attach(conn, token.session_key, token.user_key, token.iat);
         if !newly {
             // Already carried this session: a revocation since the decision
             // has cancelled this connection, and this request with it.
@@ -229,9 +231,9 @@ impl Proxy {
     }
 
     /// This request carries no session: neither does its connection now.
-    fn detach(&self) {
-        if let Some(conn) = closer::current() {
-            self.connections.detach(&conn);
+    fn detach(&self, conn: Option<&closer::Conn>) {
+        if let Some(conn) = conn {
+            self.connections.detach(conn);
         }
     }
 
@@ -305,7 +307,8 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(conn) = closer::current() {
+        ctx.conn = closer::current();
+        if let Some(conn) = &ctx.conn {
             conn.request_started();
         }
         strip_identity_headers(session);
@@ -322,7 +325,7 @@ impl ProxyHttp for Proxy {
         if let Some(limit) = self.fail_closed_after_ms {
             if self.health.silent_for_ms(now_ms) > limit {
                 ctx.outcome = Some(Outcome::StoreUnavailable);
-                self.detach();
+                self.detach(ctx.conn.as_deref());
                 self.refuse(session, &Refusal::StoreUnavailable).await?;
                 return Ok(true);
             }
@@ -336,22 +339,22 @@ impl ProxyHttp for Proxy {
 
         let refusal = match decision {
             Decision::Reserved => {
-                self.detach();
+                self.detach(ctx.conn.as_deref());
                 ctx.outcome = self.serve_self_service(session).await?;
                 return Ok(true);
             }
             Decision::Public => {
-                self.detach();
+                self.detach(ctx.conn.as_deref());
                 ctx.outcome = Some(Outcome::Public);
                 None
             }
             // A claim that cannot travel in a header is not an identity.
             Decision::Allow(token) if !token.is_representable() => {
-                self.detach();
+                self.detach(ctx.conn.as_deref());
                 Some(Refusal::InvalidToken(TokenError::Malformed))
             }
             Decision::Allow(token) => {
-                if let Some(refusal) = self.attach(&token) {
+                if let Some(refusal) = self.attach(ctx.conn.as_deref(), &token) {
                     ctx.outcome = Some(refusal.outcome());
                     self.refuse(session, &refusal).await?;
                     return Ok(true);
@@ -401,7 +404,7 @@ impl ProxyHttp for Proxy {
                 None
             }
             Decision::Refuse(r) => {
-                self.detach();
+                self.detach(ctx.conn.as_deref());
                 Some(r)
             }
         };
@@ -484,11 +487,11 @@ impl ProxyHttp for Proxy {
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if upgraded || sse {
-            if let Some(conn) = closer::current() {
+            if let Some(conn) = &ctx.conn {
                 if upgraded {
-                    self.connections.mark_websocket(&conn);
+                    self.connections.mark_websocket(conn);
                 } else {
-                    self.connections.mark_sse(&conn);
+                    self.connections.mark_sse(conn);
                 }
             }
         }
@@ -534,7 +537,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(conn) = closer::current() {
+        if let Some(conn) = &ctx.conn {
             conn.request_finished();
         }
         if let Some(outcome) = ctx.outcome {
