@@ -1,11 +1,11 @@
 //! The server certificate of a TLS listener (proxy or admin), served to
-//! every handshake from memory and reloaded when its files change, so a
-//! rotated certificate takes effect without a restart. Files that cannot be
-//! loaded keep the previous certificate.
+//! every handshake from memory and swapped by [`Certificate::reload`] (the
+//! gateway calls it when the files change), so a rotated certificate takes
+//! effect without a restart. Files that cannot be loaded keep the previous
+//! certificate.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora::tls::sign::CertifiedKey;
@@ -52,21 +52,10 @@ pub fn load(files: &ListenTls) -> Result<CertifiedKey, LoadError> {
         .map_err(|e| LoadError::Pair(format!("{key_file}: {e}")))
 }
 
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamps(files: &ListenTls) -> [Stamp; 2] {
-    [&files.cert_file, &files.key_file].map(|p| {
-        std::fs::metadata(p)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())))
-    })
-}
-
 /// One listener's certificate: what handshakes get, and its files.
 pub struct Certificate {
     files: ListenTls,
     current: ArcSwap<CertifiedKey>,
-    seen: Mutex<[Stamp; 2]>,
 }
 
 impl fmt::Debug for Certificate {
@@ -79,12 +68,10 @@ impl fmt::Debug for Certificate {
 
 impl Certificate {
     pub fn open(files: ListenTls) -> Result<Arc<Certificate>, LoadError> {
-        let seen = stamps(&files);
         let key = load(&files)?;
         Ok(Arc::new(Certificate {
             files,
             current: ArcSwap::from_pointee(key),
-            seen: Mutex::new(seen),
         }))
     }
 
@@ -92,24 +79,10 @@ impl Certificate {
         &self.files
     }
 
-    /// Loads the files again if either changed since the last load (or
-    /// failed attempt): `Ok(true)` when a new certificate is now served.
-    /// A pair that fails to load keeps the current certificate and is tried
-    /// again after its next change.
-    pub fn reload_if_changed(&self) -> Result<bool, LoadError> {
-        let now = stamps(&self.files);
-        {
-            let Ok(mut seen) = self.seen.lock() else {
-                return Ok(false);
-            };
-            if *seen == now {
-                return Ok(false);
-            }
-            *seen = now;
-        }
-        let key = load(&self.files)?;
-        self.current.store(Arc::new(key));
-        Ok(true)
+    /// Loads the files again; on error the current certificate stays.
+    pub fn reload(&self) -> Result<(), LoadError> {
+        self.current.store(Arc::new(load(&self.files)?));
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! memory, and only then does the proxy service start accepting traffic
 //! (a pingora service dependency).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -78,7 +79,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             prefix: config.store.redis_prefix.clone(),
             stream_maxlen: config.store.redis_stream_maxlen,
             audit_maxlen: 1_000_000,
-            session_ttl: Duration::from_secs(config.sessions.idle_ttl_s.max(1)),
+            session_ttl: Duration::from_millis(config.sessions.idle_ttl_ms as u64),
         })?),
     })
 }
@@ -104,7 +105,7 @@ impl Gateway {
             metrics.clone(),
             RegistryLimits {
                 max_tracked: config.sessions.max_tracked,
-                idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
+                idle_ttl_ms: config.sessions.idle_ttl_ms,
                 refuse_new_location: config.sessions.refuse_new_location,
             },
         ));
@@ -164,7 +165,7 @@ impl Gateway {
             StateSync {
                 authority: self.authority.clone(),
                 sessions: self.sessions.clone(),
-                idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
+                idle_ttl_ms: config.sessions.idle_ttl_ms,
                 readiness: self.readiness.clone(),
                 health: self.health.clone(),
                 metrics: self.metrics.clone(),
@@ -176,15 +177,18 @@ impl Gateway {
                 sessions: self.sessions.clone(),
                 authority: self.authority.clone(),
                 interval: config.sessions.persist_interval,
-                idle_ttl_ms: (config.sessions.idle_ttl_s.min(i64::MAX as u64 / 1000) * 1000) as i64,
+                idle_ttl_ms: config.sessions.idle_ttl_ms,
             },
         ));
-        if self.sessions.geoip().path().is_some() {
+        if let Some(path) = self.sessions.geoip().path() {
+            let geoip = self.sessions.geoip().clone();
             server.add_service(background_service(
                 "geoip-reload",
-                GeoipReload {
-                    geoip: self.sessions.geoip().clone(),
+                FileWatch {
+                    what: "GeoIP database",
+                    files: vec![path.to_path_buf()],
                     interval: config.geoip.reload,
+                    reload: Box::new(move || geoip.reload().map_err(|e| e.to_string())),
                 },
             ));
         }
@@ -265,12 +269,18 @@ impl Gateway {
             }
             None => admin_service.add_tcp(&admin_addr),
         }
-        if !certificates.is_empty() {
+        for certificate in certificates {
+            let files = vec![
+                certificate.files().cert_file.clone(),
+                certificate.files().key_file.clone(),
+            ];
             server.add_service(background_service(
                 "tls-reload",
-                CertificateReload {
-                    certificates,
+                FileWatch {
+                    what: "TLS certificate",
+                    files,
                     interval: config.listen.tls_reload,
+                    reload: Box::new(move || certificate.reload().map_err(|e| e.to_string())),
                 },
             ));
         }
@@ -294,12 +304,20 @@ impl Gateway {
             })
             .collect();
         if !jwks.is_empty() {
+            let (keys, enforcer) = (config.token.keys.clone(), self.enforcer.clone());
             server.add_service(background_service(
                 "jwks-reload",
-                JwksReload {
-                    config: self.config.clone(),
-                    enforcer: self.enforcer.clone(),
+                FileWatch {
+                    what: "JWKS keys",
                     files: jwks,
+                    interval: config.token.jwks_reload,
+                    reload: Box::new(move || {
+                        let loaded = KeySet::load(&keys).map_err(|e| {
+                            format!("token.keys[{}].{}: {}", e.index, e.field, e.message)
+                        })?;
+                        enforcer.verifier().replace_keys(loaded);
+                        Ok(())
+                    }),
                 },
             ));
         }
@@ -511,75 +529,6 @@ fn tls_settings(
     Ok(settings)
 }
 
-/// Serves rotated certificates: reloads a listener's certificate when its
-/// files change; a pair that does not load keeps the previous one.
-struct CertificateReload {
-    certificates: Vec<Arc<Certificate>>,
-    interval: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for CertificateReload {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(self.interval);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            for c in &self.certificates {
-                let file = c.files().cert_file.display();
-                match c.reload_if_changed() {
-                    Ok(false) => {}
-                    Ok(true) => tracing::info!(%file, "TLS certificate reloaded"),
-                    Err(e) => tracing::error!(
-                        %file,
-                        error = %e,
-                        "TLS certificate changed but cannot be loaded; keeping the previous one"
-                    ),
-                }
-            }
-        }
-    }
-}
-
-/// Reloads the GeoIP database file when it changes.
-struct GeoipReload {
-    geoip: Arc<GeoIp>,
-    interval: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for GeoipReload {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(path) = self.geoip.path().map(|p| p.to_path_buf()) else {
-            return;
-        };
-        let stamp = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let mut seen = stamp();
-        let mut tick = tokio::time::interval(self.interval);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let now = stamp();
-            if now == seen {
-                continue;
-            }
-            match self.geoip.reload() {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "GeoIP database reloaded");
-                    seen = now;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "GeoIP database changed but cannot be read; keeping the previous one")
-                }
-            }
-        }
-    }
-}
-
 /// Drops expired revocations from memory and from the store.
 struct Purge {
     authority: Arc<Authority>,
@@ -605,46 +554,52 @@ impl BackgroundService for Purge {
     }
 }
 
-/// Reloads the key set when a JWKS file changes; a bad file keeps the old keys.
-struct JwksReload {
-    config: Arc<Config>,
-    enforcer: Arc<Enforcer>,
-    files: Vec<std::path::PathBuf>,
+/// What a changed set of files reloads: the GeoIP database, the JWKS keys,
+/// a listener's certificate.
+type Reload = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Reloads something when one of its files changes (modification time or
+/// size). A change that does not load keeps what is in use, is logged once,
+/// and is tried again at the file's next change.
+struct FileWatch {
+    what: &'static str,
+    files: Vec<PathBuf>,
+    interval: Duration,
+    reload: Reload,
 }
 
-impl JwksReload {
-    fn stamps(&self) -> Vec<Option<SystemTime>> {
-        self.files
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
-    }
+fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect()
 }
 
 #[async_trait]
-impl BackgroundService for JwksReload {
+impl BackgroundService for FileWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = self.stamps();
-        let mut tick = tokio::time::interval(self.config.token.jwks_reload);
+        let mut seen = stamps(&self.files);
+        let mut tick = tokio::time::interval(self.interval);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {}
             }
-            let now = self.stamps();
+            let now = stamps(&self.files);
             if now == seen {
                 continue;
             }
-            match KeySet::load(&self.config.token.keys) {
-                Ok(keys) => {
-                    tracing::info!(keys = keys.len(), "JWKS changed; keys reloaded");
-                    self.enforcer.verifier().replace_keys(keys);
-                    seen = now;
-                }
+            seen = now;
+            match (self.reload)() {
+                Ok(()) => tracing::info!(what = self.what, files = ?self.files, "reloaded"),
                 Err(e) => tracing::error!(
-                    key = format!("token.keys[{}].{}", e.index, e.field),
-                    error = %e.message,
-                    "JWKS changed but cannot be loaded; keeping the previous keys"
+                    what = self.what,
+                    files = ?self.files,
+                    error = %e,
+                    "changed but cannot be loaded; keeping the previous one"
                 ),
             }
         }

@@ -230,7 +230,8 @@ pub struct Geoip {
 
 #[derive(Debug, Clone)]
 pub struct Sessions {
-    pub idle_ttl_s: u64,
+    /// `sessions.idle_ttl_s` in milliseconds (at least one second).
+    pub idle_ttl_ms: i64,
     pub max_tracked: usize,
     pub persist_interval: Duration,
     pub refuse_new_location: bool,
@@ -474,7 +475,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         return Err(KeyError::new("sessions.max_tracked", "must be at least 1"));
     }
     let sessions = Sessions {
-        idle_ttl_s: raw.sessions.idle_ttl_s,
+        idle_ttl_ms: raw.sessions.idle_ttl_s.clamp(1, i64::MAX as u64 / 1000) as i64 * 1000,
         max_tracked: raw.sessions.max_tracked,
         persist_interval: Duration::from_secs(raw.sessions.persist_interval_s.max(1)),
         refuse_new_location: raw.sessions.refuse_new_location,
