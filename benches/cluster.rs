@@ -106,6 +106,7 @@ async fn until_refused(client: &reqwest::Client, port: u16, tok: &str) -> Instan
             .await
         {
             Ok(r) if r.status() == 401 => return Instant::now(),
+            Err(e) if e.is_connect() => panic!("gateway on {port} unreachable: {e}"),
             Err(_) => return Instant::now(),
             _ => {}
         }

@@ -237,7 +237,8 @@ async fn a_new_country_is_flagged_counted_and_audited() {
     assert_eq!(resp.status(), 200, "flagged, not refused, by default");
     assert_eq!(session_json(&gw, "abroad").await["new_location"], true);
     assert_eq!(gw.metric("sessiongate_new_locations_total").await, 1.0);
-    // Another user's countries do not count.
+    // Another user's countries do not count: Brazil is new for frank,
+    // though erin was just there.
     get_as(
         &gw,
         "/",
@@ -251,10 +252,11 @@ async fn a_new_country_is_flagged_counted_and_audited() {
         "/",
         &hs256(&claims("frank", "f2")),
         CHROME_WINDOWS,
-        IP_ZURICH,
+        IP_SAO_PAULO,
     )
     .await;
-    assert_eq!(session_json(&gw, "f2").await["new_location"], false);
+    assert_eq!(session_json(&gw, "f2").await["new_location"], true);
+    assert_eq!(gw.metric("sessiongate_new_locations_total").await, 2.0);
 
     assert_eventually!(
         {
@@ -294,8 +296,24 @@ async fn refused_new_location_until_confirmed_from_another_session() {
         1.0
     );
 
-    // The new session cannot confirm itself.
+    // The new session cannot confirm itself: it is refused before anything.
     let client = reqwest::Client::new();
+    let resp = client
+        .post(gw.url("/.sessiongate/sessions/abroad/confirm"))
+        .bearer_auth(&abroad)
+        .header("accept", "application/json")
+        .header("x-forwarded-for", IP_SAO_PAULO)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "new_location");
+    assert_eq!(
+        get_as(&gw, "/", &abroad, SAFARI_IPHONE, IP_SAO_PAULO)
+            .await
+            .status(),
+        403
+    );
     let own: Value = client
         .get(gw.url("/.sessiongate/sessions"))
         .bearer_auth(&home)

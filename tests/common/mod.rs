@@ -561,15 +561,23 @@ impl Gateway {
 
     /// The status of a GET with a bearer token; 0 when the connection was
     /// closed under the request (a revocation of its session landing
-    /// while it was in flight closes it).
+    /// while it was in flight closes it). A gateway that cannot be reached
+    /// fails the test: it refuses nothing.
     pub async fn status(&self, path: &str, token: &str) -> u16 {
-        reqwest::Client::new()
+        match reqwest::Client::new()
             .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
+        {
+            Ok(r) => r.status().as_u16(),
+            Err(e) if e.is_connect() => panic!(
+                "gateway {} unreachable: {e:?}\n{}",
+                self.proxy,
+                self.log_tail()
+            ),
+            Err(_) => 0,
+        }
     }
 
     /// The last lines of the gateway's log, for failure messages.
@@ -596,7 +604,7 @@ impl Gateway {
                 l.strip_prefix(series)
                     .and_then(|rest| rest.trim().parse().ok())
             })
-            .unwrap_or(0.0)
+            .unwrap_or_else(|| panic!("{series} is not in /metrics"))
     }
 }
 
