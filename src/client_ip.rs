@@ -21,13 +21,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip())
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
-
 impl TrustedProxies {
     pub fn new(nets: Vec<IpNet>) -> Self {
         TrustedProxies { nets }
@@ -43,7 +36,7 @@ impl TrustedProxies {
 
     /// The peer is a trusted proxy: its forwarding headers are believed.
     pub fn trusts_peer(&self, peer: IpAddr) -> bool {
-        !self.nets.is_empty() && self.trusts(canonical(peer))
+        !self.nets.is_empty() && self.trusts(peer.to_canonical())
     }
 
     /// `X-Forwarded-For` for the application: the chain received from a
@@ -70,7 +63,7 @@ impl TrustedProxies {
         if !chain.is_empty() {
             chain.push_str(", ");
         }
-        chain.push_str(&canonical(peer).to_string());
+        chain.push_str(&peer.to_canonical().to_string());
         chain
     }
 
@@ -83,7 +76,7 @@ impl TrustedProxies {
         peer: IpAddr,
         forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
     ) -> IpAddr {
-        let mut client = canonical(peer);
+        let mut client = peer.to_canonical();
         if self.nets.is_empty() || !self.trusts(client) {
             return client;
         }
@@ -93,7 +86,7 @@ impl TrustedProxies {
                     return client;
                 }
                 match parse_hop(hop) {
-                    Some(ip) => client = canonical(ip),
+                    Some(ip) => client = ip.to_canonical(),
                     None => return client,
                 }
             }

@@ -58,16 +58,11 @@ impl Geo {
         let country_header = country
             .as_deref()
             .and_then(|c| HeaderValue::from_str(c).ok());
+        // Non-ASCII bytes, controls and `%` itself are escaped, so the
+        // header decodes back to the name.
+        const CITY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
         let city_header = city.as_deref().and_then(|c| {
-            let encoded =
-                percent_encoding::utf8_percent_encode(c, percent_encoding::CONTROLS).to_string();
-            let encoded = if encoded.is_ascii() {
-                encoded
-            } else {
-                percent_encoding::utf8_percent_encode(c, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            };
-            HeaderValue::from_str(&encoded).ok()
+            HeaderValue::from_str(&percent_encoding::utf8_percent_encode(c, CITY).to_string()).ok()
         });
         Geo {
             country,

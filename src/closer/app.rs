@@ -58,8 +58,8 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         // HTTP/1: Closable already races this connection, its Conn is in
-        // scope on this task.
-        if !session.is_http2() && CURRENT.try_with(|_| ()).is_ok() {
+        // scope on this task (Cancellable only runs inside Closable).
+        if !session.is_http2() {
             return self.inner.process_new_http(session, shutdown).await;
         }
         // HTTP/2: each stream runs on its own task and gets its own Conn.
@@ -120,11 +120,11 @@ where
     ) -> Option<Stream> {
         let registry = self.http.registry.clone();
         let conn = registry.open();
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            conn.set_multiplexed();
-        }
+        // HTTP/2 has no request header of its own (h2c is recognised by its
+        // preface on the first read).
         let header = self
             .header_timeout
+            .filter(|_| !matches!(stream.selected_alpn_proto(), Some(ALPN::H2)))
             .map(|limit| HeaderDeadline::new(limit, registry.metrics().header_timeouts.clone()));
         let slot = Arc::new(Mutex::new(None));
         let watched: Stream = Box::new(WatchedStream::new(

@@ -89,8 +89,6 @@ pub struct Conn {
     in_request: AtomicBool,
     /// Requests whose header completed on this connection.
     requests: AtomicU32,
-    /// HTTP/2: the request-header deadline is per stream, not per socket.
-    multiplexed: AtomicBool,
 }
 
 impl Conn {
@@ -125,15 +123,10 @@ impl Conn {
         self.in_request.store(false, Ordering::Relaxed);
     }
 
-    /// The connection speaks HTTP/2: it has no request header of its own.
-    pub fn set_multiplexed(&self) {
-        self.multiplexed.store(true, Ordering::Relaxed);
-    }
-
     /// Whether a request header is awaited on this connection, and the
     /// number of requests so far (a new request restarts the deadline).
     fn header_awaited(&self) -> Option<u32> {
-        if self.in_request.load(Ordering::Relaxed) || self.multiplexed.load(Ordering::Relaxed) {
+        if self.in_request.load(Ordering::Relaxed) {
             return None;
         }
         Some(self.requests.load(Ordering::Relaxed))
@@ -225,7 +218,6 @@ impl ConnectionRegistry {
             revoked: OnceLock::new(),
             in_request: AtomicBool::new(false),
             requests: AtomicU32::new(0),
-            multiplexed: AtomicBool::new(false),
         });
         self.open.insert(conn.id, conn.clone());
         conn
@@ -372,7 +364,8 @@ impl ConnectionRegistry {
     }
 
     /// Units currently attached to a session.
-    pub fn attached(&self) -> usize {
+    #[cfg(test)]
+    fn attached(&self) -> usize {
         self.open
             .iter()
             .filter(|c| c.attachment.lock().ok().is_some_and(|a| a.is_some()))

@@ -150,17 +150,27 @@ impl FrameTracker {
 /// no request header of its own.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-/// A request header must arrive whole within `limit` of its first byte.
+/// A request header must arrive whole within `limit` of its first read.
 /// Nothing runs while the header arrives in one read (the usual case): the
-/// timer is set only when a read leaves a header incomplete.
+/// clock is read and the timer set only when a read leaves a header
+/// incomplete.
 pub struct HeaderDeadline {
     limit: Duration,
-    /// First byte of the awaited header, and the connection's request
-    /// count then (a later request starts its own deadline).
-    started: Option<(Instant, u32)>,
+    /// The awaited header's request number on this connection (a later
+    /// request starts its own deadline), and when the reads of it started
+    /// to wait (`None` while they have not had to).
+    started: Option<(u32, Option<Instant>)>,
     timer: Option<Pin<Box<Sleep>>>,
     first_read: bool,
     expired: prometheus::IntCounter,
+}
+
+/// What [`HeaderDeadline::check`] found.
+enum Verdict {
+    Within,
+    /// An HTTP/2 connection: it has no request header of its own.
+    Http2,
+    Expired(io::Error),
 }
 
 impl HeaderDeadline {
@@ -174,43 +184,42 @@ impl HeaderDeadline {
         }
     }
 
-    fn timed_out(&self) -> io::Error {
+    fn expired(&self) -> Verdict {
         self.expired.inc();
-        io::Error::new(
+        Verdict::Expired(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("request header not complete within {:?}", self.limit),
-        )
+        ))
     }
 
     /// After a read of the downstream socket: `read` is what it delivered
-    /// (`None`: nothing yet). Answers an error when the deadline passed.
-    fn check(&mut self, conn: &Conn, read: Option<&[u8]>, cx: &mut Context<'_>) -> io::Result<()> {
+    /// (`None`: nothing yet).
+    fn check(&mut self, conn: &Conn, read: Option<&[u8]>, cx: &mut Context<'_>) -> Verdict {
         let Some(request) = conn.header_awaited() else {
             self.started = None;
-            return Ok(());
+            return Verdict::Within;
         };
-        if self.started.is_some_and(|(_, r)| r != request) {
+        if self.started.is_some_and(|(r, _)| r != request) {
             self.started = None;
         }
         match read {
             Some(bytes) => {
                 if std::mem::replace(&mut self.first_read, false) && bytes.starts_with(H2_PREFACE) {
-                    conn.set_multiplexed();
-                    return Ok(());
+                    return Verdict::Http2;
                 }
-                let now = Instant::now();
-                let (started, _) = *self.started.get_or_insert((now, request));
-                if now.duration_since(started) > self.limit {
-                    return Err(self.timed_out());
+                match self.started.get_or_insert((request, None)) {
+                    (_, Some(at)) if at.elapsed() > self.limit => self.expired(),
+                    _ => Verdict::Within,
                 }
-                Ok(())
             }
             None => {
                 // Idle between requests: the keep-alive timeout applies.
-                let Some((started, _)) = self.started else {
-                    return Ok(());
+                let Some((_, at)) = self.started.as_mut() else {
+                    return Verdict::Within;
                 };
-                let deadline = tokio::time::Instant::from_std(started + self.limit);
+                let deadline = tokio::time::Instant::from_std(
+                    *at.get_or_insert_with(Instant::now) + self.limit,
+                );
                 let timer = self
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -218,8 +227,8 @@ impl HeaderDeadline {
                     timer.as_mut().reset(deadline);
                 }
                 match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Err(self.timed_out()),
-                    Poll::Pending => Ok(()),
+                    Poll::Ready(()) => self.expired(),
+                    Poll::Pending => Verdict::Within,
                 }
             }
         }
@@ -310,8 +319,12 @@ impl AsyncRead for WatchedStream {
             _ => return res,
         };
         match header.check(&this.conn, read, cx) {
-            Ok(()) => res,
-            Err(e) => Poll::Ready(Err(e)),
+            Verdict::Within => res,
+            Verdict::Http2 => {
+                this.header = None;
+                res
+            }
+            Verdict::Expired(e) => Poll::Ready(Err(e)),
         }
     }
 }

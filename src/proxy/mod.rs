@@ -175,7 +175,7 @@ impl Proxy {
         let forwarded = session
             .req_header()
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok());
         self.trusted.client_ip(peer, forwarded)

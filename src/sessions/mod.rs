@@ -14,7 +14,7 @@ pub mod device;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -216,6 +216,9 @@ pub struct SessionRegistry {
     /// Keyed by the session id's hash (as in the revocation set): no string
     /// hashing or comparison on the request path.
     sessions: DashMap<SessionKey, Entry, KeyBuild>,
+    /// `sessions.len()` without locking every shard: kept on insert, reset
+    /// by `load` and `purge`.
+    tracked: AtomicUsize,
     by_user: DashMap<Arc<str>, HashSet<SessionKey>>,
     dirty: Mutex<Vec<SessionKey>>,
     geoip: Arc<GeoIp>,
@@ -241,6 +244,7 @@ impl SessionRegistry {
     ) -> SessionRegistry {
         SessionRegistry {
             sessions: DashMap::with_hasher(KeyBuild::default()),
+            tracked: AtomicUsize::new(0),
             by_user: DashMap::new(),
             dirty: Mutex::new(Vec::new()),
             geoip,
@@ -252,14 +256,6 @@ impl SessionRegistry {
 
     pub fn geoip(&self) -> &Arc<GeoIp> {
         &self.geoip
-    }
-
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
     }
 
     fn mark_dirty(&self, key: SessionKey, e: &Entry) {
@@ -294,8 +290,6 @@ impl SessionRegistry {
 
     /// A new session, or one whose address or browser changed.
     fn observe_changed(&self, s: &Sighting) -> Observation {
-        let user_agent = String::from_utf8_lossy(s.user_agent);
-        let device = Arc::new(Device::parse(&user_agent));
         let geo = self.geoip.lookup(s.ip);
         let previous = self.sessions.get(&s.session_key).map(|e| {
             (
@@ -304,13 +298,16 @@ impl SessionRegistry {
                 e.confirmed,
             )
         });
-        if previous.is_none() && self.sessions.len() >= self.limits.max_tracked {
-            // Full: the request goes on, the session is not tracked.
+        if previous.is_none() && self.tracked.load(Ordering::Relaxed) >= self.limits.max_tracked {
+            // Full: the request goes on, the session is not tracked (and its
+            // User-Agent is not parsed).
             return Observation {
                 geo,
                 unconfirmed_new_location: false,
             };
         }
+        let user_agent = String::from_utf8_lossy(s.user_agent);
+        let device = Arc::new(Device::parse(&user_agent));
         let country = geo.as_ref().and_then(|g| g.country.clone());
         let new_here = match (&country, s.user_id) {
             (Some(c), Some(u)) => self.is_new_location(
@@ -367,9 +364,8 @@ impl SessionRegistry {
             if let Some(u) = &user {
                 self.by_user.entry(u.clone()).or_default().insert(key);
             }
-            self.metrics
-                .tracked_sessions
-                .set(self.sessions.len() as i64);
+            let tracked = self.tracked.fetch_add(1, Ordering::Relaxed) + 1;
+            self.metrics.tracked_sessions.set(tracked as i64);
         }
         if new_here {
             self.metrics.new_locations.inc();
@@ -499,12 +495,12 @@ impl SessionRegistry {
             let Ok(ip) = r.ip.parse::<IpAddr>() else {
                 continue;
             };
-            let info = SessionInfo::from_record(r.clone());
             let key = session_key(&r.session_id);
-            let user: Option<Arc<str>> = r.user_id.as_deref().map(Arc::from);
             if self.sessions.contains_key(&key) {
                 continue;
             }
+            let info = SessionInfo::from_record(r.clone());
+            let user: Option<Arc<str>> = r.user_id.as_deref().map(Arc::from);
             self.sessions.insert(
                 key,
                 Entry {
@@ -528,9 +524,13 @@ impl SessionRegistry {
                 self.by_user.entry(u).or_default().insert(key);
             }
         }
-        self.metrics
-            .tracked_sessions
-            .set(self.sessions.len() as i64);
+        self.recount();
+    }
+
+    fn recount(&self) {
+        let n = self.sessions.len();
+        self.tracked.store(n, Ordering::Relaxed);
+        self.metrics.tracked_sessions.set(n as i64);
     }
 
     /// Forgets sessions idle longer than the idle TTL, then the least
@@ -569,9 +569,7 @@ impl SessionRegistry {
                 }
             }
         }
-        self.metrics
-            .tracked_sessions
-            .set(self.sessions.len() as i64);
+        self.recount();
         removed.len()
     }
 }

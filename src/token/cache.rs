@@ -107,15 +107,12 @@ impl TokenCache {
     }
 
     /// Tokens held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.shards
             .iter()
             .filter_map(|s| s.lock().ok().map(|s| s.current.len() + s.old.len()))
             .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
