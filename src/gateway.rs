@@ -106,7 +106,10 @@ impl Gateway {
             RegistryLimits {
                 max_tracked: config.sessions.max_tracked,
                 idle_ttl_ms: config.sessions.idle_ttl_ms,
-                refuse_new_location: config.sessions.refuse_new_location,
+                // Monitor mode refuses nothing: not on the proxy path, not
+                // on the self-service page.
+                refuse_new_location: config.sessions.refuse_new_location
+                    && config.enforcement.mode == crate::config::Mode::Enforce,
             },
         ));
         let authority = Arc::new(Authority::new(

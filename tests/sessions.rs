@@ -720,3 +720,39 @@ async fn geoip_database_is_reloaded_when_it_changes() {
         "database not reloaded"
     );
 }
+
+/// Monitor mode refuses nothing, a new location included: neither the app
+/// nor the self-service page turns the flagged session away.
+#[tokio::test]
+async fn monitor_mode_flags_a_new_location_without_refusing() {
+    let up = TestUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = geo_config(up.addr, Some(&city_database(dir.path())));
+    cfg.extra.push_str("refuse_new_location = true\n");
+    cfg.enforcement.push("mode = \"monitor\"".into());
+    let gw = Gateway::start(cfg).await;
+    let home = hs256(&claims("hal", "home"));
+    let abroad = hs256(&claims("hal", "abroad"));
+    assert_eq!(
+        get_as(&gw, "/", &home, CHROME_WINDOWS, IP_LONDON)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get_as(&gw, "/", &abroad, SAFARI_IPHONE, IP_SAO_PAULO)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(session_json(&gw, "abroad").await["new_location"], true);
+    let page = reqwest::Client::new()
+        .get(gw.url("/.sessiongate/sessions"))
+        .bearer_auth(&abroad)
+        .header("accept", "application/json")
+        .header("x-forwarded-for", IP_SAO_PAULO)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+}

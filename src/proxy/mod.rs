@@ -378,7 +378,7 @@ impl ProxyHttp for Proxy {
                         now_ms,
                     })
                 };
-                if seen.unconfirmed_new_location && self.mode == Mode::Enforce {
+                if seen.unconfirmed_new_location {
                     ctx.outcome = Some(Outcome::NewLocation);
                     self.refuse(session, &Refusal::NewLocation).await?;
                     return Ok(true);
