@@ -194,11 +194,21 @@ impl Authority {
         true
     }
 
-    /// Applies revocations read from the store (another process wrote them)
-    /// and closes the connections they end. Answers how many changed the
-    /// in-memory set.
-    pub fn apply(&self, revocations: &[Revocation]) -> usize {
-        let changed = revocations.iter().filter(|r| self.apply_one(r)).count();
+    /// Applies revocations read from the store's change log and closes the
+    /// connections they end. Those that were new here (another process
+    /// wrote them; this process's own come back already applied) count in
+    /// `sessiongate_revocation_propagation_seconds`. Answers how many.
+    pub fn apply_changes(&self, revocations: &[Revocation]) -> usize {
+        let now = clock::now_ms();
+        let mut changed = 0;
+        for r in revocations {
+            if self.apply_one(r) {
+                changed += 1;
+                self.metrics
+                    .revocation_propagation_seconds
+                    .observe((now - r.revoked_at_ms()).max(0) as f64 / 1000.0);
+            }
+        }
         if changed > 0 {
             self.refresh_gauges();
         }

@@ -343,25 +343,6 @@ struct StateSync {
 }
 
 impl StateSync {
-    /// Applies revocations read from the change log and records how long
-    /// they took to arrive.
-    fn apply_changes(&self, revocations: &[crate::revocation::Revocation]) {
-        if revocations.is_empty() {
-            return;
-        }
-        let now = clock::now_ms();
-        for r in revocations {
-            let at = match r {
-                crate::revocation::Revocation::Session(s) => s.revoked_at_ms,
-                crate::revocation::Revocation::User(u) => u.revoked_at_ms,
-            };
-            self.metrics
-                .revocation_propagation_seconds
-                .observe((now - at).max(0) as f64 / 1000.0);
-        }
-        self.authority.apply(revocations);
-    }
-
     /// Loads every revocation in force; answers the change-log cursor.
     async fn load_all(&self, shutdown: &mut ShutdownWatch) -> Option<String> {
         let store = self.authority.store().clone();
@@ -448,7 +429,7 @@ impl BackgroundService for StateSync {
                         failing = false;
                         backoff = Duration::from_millis(50);
                     }
-                    self.apply_changes(&changes.revocations);
+                    self.authority.apply_changes(&changes.revocations);
                     cursor = changes.cursor;
                 }
                 Err(e) => {

@@ -55,6 +55,13 @@ impl Revocation {
             Revocation::User(u) => u.expires_at,
         }
     }
+
+    pub fn revoked_at_ms(&self) -> i64 {
+        match self {
+            Revocation::Session(s) => s.revoked_at_ms,
+            Revocation::User(u) => u.revoked_at_ms,
+        }
+    }
 }
 
 /// The JSON shape of a revocation in `GET /v1/revocations` (DESIGN section 10).
@@ -356,7 +363,8 @@ impl RevocationSet {
     }
 
     /// Sets a user's cutoff unless a later one is already in force.
-    /// Returns true when the set changed.
+    /// Returns true when the set changed (the same cutoff again, as when a
+    /// gateway reads its own back from the change log, changes nothing).
     pub fn apply_cutoff(&self, c: &UserCutoff) -> bool {
         let entry = CutoffEntry {
             not_before: c.not_before,
@@ -368,7 +376,11 @@ impl RevocationSet {
         match self.cutoffs.entry(Box::from(c.user_id.as_str())) {
             dashmap::Entry::Occupied(mut o) => {
                 let cur = o.get();
-                if (cur.not_before, cur.revoked_at_ms) <= (entry.not_before, entry.revoked_at_ms) {
+                let newer =
+                    (cur.not_before, cur.revoked_at_ms) < (entry.not_before, entry.revoked_at_ms);
+                let same_time =
+                    (cur.not_before, cur.revoked_at_ms) == (entry.not_before, entry.revoked_at_ms);
+                if newer || (same_time && cur.except != entry.except) {
                     o.insert(entry);
                     true
                 } else {
@@ -458,6 +470,16 @@ mod tests {
         let got = set.check("s2", None, None).expect("revoked");
         assert_eq!((got.revoked_at_ms, &*got.reason), (1_000, "other"));
         assert_eq!(std::mem::size_of::<(StoredKey, SessionEntry)>(), 24);
+    }
+
+    #[test]
+    fn the_same_cutoff_again_changes_nothing() {
+        let set = RevocationSet::new();
+        assert!(set.apply_cutoff(&cutoff("u", 100, Some("keep"))));
+        assert!(!set.apply_cutoff(&cutoff("u", 100, Some("keep"))));
+        assert!(set.apply_cutoff(&cutoff("u", 100, None)), "other exemption");
+        assert!(!set.apply_cutoff(&cutoff("u", 99, None)), "older");
+        assert!(set.apply_cutoff(&cutoff("u", 101, None)), "newer");
     }
 
     #[test]
