@@ -195,16 +195,11 @@ impl Gateway {
                 },
             ));
         }
-        let login_url = config
-            .enforcement
-            .login_url
-            .as_deref()
-            .and_then(|u| http::HeaderValue::from_str(u).ok());
         let self_service = Arc::new(SelfService::new(
             self.enforcer.clone(),
             self.sessions.clone(),
             self.authority.clone(),
-            login_url,
+            config.enforcement.login_url.clone(),
         ));
 
         let proxy = Proxy::new(

@@ -90,6 +90,10 @@ fn check_config_names_file_line_and_key() {
             "FILE:12: enforcement.mode: unknown mode",
         ),
         (
+            &format!("{GOOD}\n[enforcement]\nlogin_url = \"/login\\n\"\n"),
+            "FILE:12: enforcement.login_url: \"/login\\n\" is not a valid header value",
+        ),
+        (
             &format!("{GOOD}\n[geoip]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"),
             "geoip.trusted_proxies[0]:",
         ),

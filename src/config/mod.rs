@@ -183,7 +183,8 @@ pub enum Mode {
 pub struct Enforcement {
     pub mode: Mode,
     pub public_paths: Vec<String>,
-    pub login_url: Option<String>,
+    /// Checked to be a valid `Location` header value when loaded.
+    pub login_url: Option<http::HeaderValue>,
     pub fail_closed_after: Option<Duration>,
 }
 
@@ -379,7 +380,15 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
     let enforcement = Enforcement {
         mode,
         public_paths: raw.enforcement.public_paths,
-        login_url: non_empty(raw.enforcement.login_url),
+        login_url: match non_empty(raw.enforcement.login_url) {
+            Some(u) => Some(http::HeaderValue::from_str(&u).map_err(|_| {
+                KeyError::new(
+                    "enforcement.login_url",
+                    format!("{u:?} is not a valid header value"),
+                )
+            })?),
+            None => None,
+        },
         fail_closed_after: (raw.enforcement.fail_closed_after_s > 0)
             .then(|| Duration::from_secs(raw.enforcement.fail_closed_after_s)),
     };

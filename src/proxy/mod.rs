@@ -110,13 +110,6 @@ impl Proxy {
         let mut peer = HttpPeer::new(addr, config.upstream.tls, config.upstream.sni.clone());
         peer.options.connection_timeout = Some(config.upstream.connect_timeout);
         peer.options.read_timeout = config.upstream.read_timeout;
-        let login_url =
-            match &config.enforcement.login_url {
-                Some(u) => Some(HeaderValue::from_str(u).map_err(|_| {
-                    format!("enforcement.login_url {u:?} is not a valid header value")
-                })?),
-                None => None,
-            };
         Ok(Proxy {
             enforcer,
             metrics,
@@ -131,7 +124,7 @@ impl Proxy {
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             peer,
             mode: config.enforcement.mode,
-            login_url,
+            login_url: config.enforcement.login_url.clone(),
             x_forwarded: config.upstream.x_forwarded,
             keepalive_s: config.listen.keepalive_timeout.map(|d| d.as_secs().max(1)),
         })
