@@ -504,8 +504,8 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
 }
 
 /// `{table}.tls_cert_file` and `{table}.tls_key_file`: both or neither; they
-/// must load into a server certificate (pingora would panic on a bad pair at
-/// start-up, after the config was accepted).
+/// must load into a server certificate, so `check-config` finds a bad pair
+/// (the missing-file check names which of the two keys is wrong).
 fn validate_tls(
     table: &str,
     cert: &str,

@@ -184,17 +184,8 @@ impl Verifier {
             return self.verify_uncached(token, now).map(Arc::new);
         };
         if let Some(hit) = cache.get(token) {
-            if let Some(exp) = hit.exp {
-                if now >= exp.saturating_add(self.leeway) {
-                    return Err(TokenError::Expired);
-                }
-            }
-            // The clock may have stepped back since it verified.
-            if let Some(nbf) = hit.nbf {
-                if now.saturating_add(self.leeway) < nbf {
-                    return Err(TokenError::NotYetValid);
-                }
-            }
+            // Time moves on (and the clock may step back) since it verified.
+            self.check_times(hit.exp, hit.nbf, now)?;
             return Ok(hit);
         }
         let verified = Arc::new(self.verify_uncached(token, now)?);
@@ -202,11 +193,21 @@ impl Verifier {
         Ok(verified)
     }
 
-    /// Verifies `token` in full: signature, claims, no cache.
-    pub fn verify_uncached(&self, token: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
-        if token.len() > self.max_token_bytes {
-            return Err(TokenError::TooLarge);
+    /// `exp` (with `max_session_lifetime_s` already applied) and `nbf`
+    /// against `now`, with leeway.
+    fn check_times(&self, exp: Option<i64>, nbf: Option<i64>, now: i64) -> Result<(), TokenError> {
+        if exp.is_some_and(|exp| now >= exp.saturating_add(self.leeway)) {
+            return Err(TokenError::Expired);
         }
+        if nbf.is_some_and(|nbf| now.saturating_add(self.leeway) < nbf) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Verifies `token` in full: signature, claims, no cache. The caller
+    /// ([`Verifier::verify`]) has checked its size.
+    pub fn verify_uncached(&self, token: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
         let (header_b64, payload_b64, signature_b64) = split(token)?;
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
@@ -266,16 +267,7 @@ impl Verifier {
         let exp = claims
             .exp
             .or_else(|| claims.iat.map(|iat| iat.saturating_add(self.max_lifetime)));
-        if let Some(exp) = exp {
-            if now >= exp.saturating_add(self.leeway) {
-                return Err(TokenError::Expired);
-            }
-        }
-        if let Some(nbf) = claims.nbf {
-            if now.saturating_add(self.leeway) < nbf {
-                return Err(TokenError::NotYetValid);
-            }
-        }
+        self.check_times(exp, claims.nbf, now)?;
         if self.issuer.is_some() && !claims.issuer_ok {
             return Err(TokenError::Issuer);
         }
