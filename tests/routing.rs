@@ -308,7 +308,7 @@ async fn idle_keep_alive_connections_are_bounded() {
     let gw = Gateway::start(cfg).await;
     let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
     assert_eq!(http1_request(&mut s, &auth).await, 200);
-    assert!(closed_within(&mut s, Duration::from_millis(500)).await);
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
 }
 
 /// `listen.request_header_timeout_s`: a request header trickled in byte by
