@@ -89,6 +89,10 @@ pub struct Conn {
     in_request: AtomicBool,
     /// Requests whose header completed on this connection.
     requests: AtomicU32,
+    /// In the registry's open map: from its first attachment to its release.
+    /// A unit that never carried a session (public paths, refusals, the
+    /// HTTP/2 connection itself) is never scanned by a revocation.
+    registered: AtomicBool,
 }
 
 impl Conn {
@@ -179,7 +183,7 @@ pub struct ConnectionRegistry {
 impl std::fmt::Debug for ConnectionRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionRegistry")
-            .field("open", &self.open.len())
+            .field("registered", &self.open.len())
             .finish_non_exhaustive()
     }
 }
@@ -207,9 +211,10 @@ impl ConnectionRegistry {
         }
     }
 
-    /// A new unit, attached to nothing yet; registered until [`Self::release`].
+    /// A new unit, attached to nothing yet (registered at its first
+    /// [`Self::attach`], until [`Self::release`]).
     pub fn open(&self) -> Arc<Conn> {
-        let conn = Arc::new(Conn {
+        Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             cancelled: AtomicBool::new(false),
             waker: AtomicWaker::new(),
@@ -218,23 +223,27 @@ impl ConnectionRegistry {
             revoked: OnceLock::new(),
             in_request: AtomicBool::new(false),
             requests: AtomicU32::new(0),
-        });
-        self.open.insert(conn.id, conn.clone());
-        conn
+            registered: AtomicBool::new(false),
+        })
     }
 
     /// Makes `conn` carry this session (a keep-alive connection carries the
     /// session of its most recent request): a write into the connection's
-    /// own slot, nothing shared. Answers true when the connection was not
-    /// carrying it before: only then can a revocation have missed it, and the
-    /// caller checks again.
+    /// own slot; the shared map is written once, at the first attachment.
+    /// Answers true when the connection was not carrying it before: only
+    /// then can a revocation have missed it, and the caller checks again.
     pub fn attach(
         &self,
-        conn: &Conn,
+        conn: &Arc<Conn>,
         session: SessionKey,
         user: Option<SessionKey>,
         iat: Option<i64>,
     ) -> bool {
+        // Into the map before the attachment is set (and never under its
+        // lock: a revocation's scan takes the map's shard, then each lock).
+        if !conn.registered.swap(true, Ordering::AcqRel) {
+            self.open.insert(conn.id, conn.clone());
+        }
         let Ok(mut a) = conn.attachment.lock() else {
             return true;
         };
@@ -307,7 +316,9 @@ impl ConnectionRegistry {
     /// closed by a revocation, records how long the closing took.
     pub fn release(&self, conn: &Conn) {
         self.detach(conn);
-        self.open.remove(&conn.id);
+        if conn.registered.load(Ordering::Acquire) {
+            self.open.remove(&conn.id);
+        }
         if let Some((at, reason)) = conn.revoked.get() {
             self.metrics.count_closed(*reason);
             self.metrics

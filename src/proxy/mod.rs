@@ -134,7 +134,7 @@ impl Proxy {
     /// can close it. In enforce mode only: monitor mode closes nothing.
     /// Then checks the revocation set again: a revocation applied between
     /// the decision and the attachment would otherwise miss this connection.
-    fn attach(&self, conn: Option<&closer::Conn>, token: &VerifiedToken) -> Option<Refusal> {
+    fn attach(&self, conn: Option<&Arc<closer::Conn>>, token: &VerifiedToken) -> Option<Refusal> {
         if self.mode != Mode::Enforce {
             return None;
         }
@@ -347,7 +347,7 @@ impl ProxyHttp for Proxy {
                 Some(Refusal::InvalidToken(TokenError::Malformed))
             }
             Decision::Allow(token) => {
-                if let Some(refusal) = self.attach(ctx.conn.as_deref(), &token) {
+                if let Some(refusal) = self.attach(ctx.conn.as_ref(), &token) {
                     ctx.outcome = Some(refusal.outcome());
                     self.refuse(session, &refusal).await?;
                     return Ok(true);
