@@ -209,16 +209,13 @@ async fn metrics_count_each_decision() {
     gw.get("/", &revoked).await;
 
     let m = |d: &str| format!("sessiongate_requests_total{{decision=\"{d}\"}}");
-    assert_eq!(gw.metric(&m("allowed")).await, 2.0);
-    assert_eq!(gw.metric(&m("public")).await, 1.0);
-    assert_eq!(gw.metric(&m("missing_token")).await, 1.0);
-    assert_eq!(gw.metric(&m("invalid_token")).await, 1.0);
-    assert_eq!(gw.metric(&m("token_expired")).await, 1.0);
-    assert_eq!(gw.metric(&m("session_revoked")).await, 2.0);
+    gw.metric_reaches(&m("allowed"), 2.0).await;
+    gw.metric_reaches(&m("public"), 1.0).await;
+    gw.metric_reaches(&m("missing_token"), 1.0).await;
+    gw.metric_reaches(&m("invalid_token"), 1.0).await;
+    gw.metric_reaches(&m("token_expired"), 1.0).await;
+    gw.metric_reaches(&m("session_revoked"), 2.0).await;
     assert_eq!(gw.metric("sessiongate_revoked_sessions").await, 1.0);
-    assert_eq!(
-        gw.metric("sessiongate_request_duration_seconds_count")
-            .await,
-        8.0
-    );
+    gw.metric_reaches("sessiongate_request_duration_seconds_count", 8.0)
+        .await;
 }

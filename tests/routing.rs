@@ -176,21 +176,18 @@ async fn monitor_mode_forwards_everything_and_labels_it() {
         "no identity for an unverified token"
     );
 
-    assert_eq!(
-        gw.metric(r#"sessiongate_requests_total{decision="session_revoked"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        gw.metric(r#"sessiongate_requests_total{decision="missing_token"}"#)
-            .await,
-        1.0
-    );
-    assert_eq!(
-        gw.metric(r#"sessiongate_requests_total{decision="allowed"}"#)
-            .await,
-        1.0
-    );
+    gw.metric_reaches(
+        r#"sessiongate_requests_total{decision="session_revoked"}"#,
+        1.0,
+    )
+    .await;
+    gw.metric_reaches(
+        r#"sessiongate_requests_total{decision="missing_token"}"#,
+        1.0,
+    )
+    .await;
+    gw.metric_reaches(r#"sessiongate_requests_total{decision="allowed"}"#, 1.0)
+        .await;
 }
 
 #[tokio::test]

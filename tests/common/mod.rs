@@ -587,6 +587,20 @@ impl Gateway {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Waits (5 s at most) for a series to read `want`: a request is counted
+    /// in `logging()`, after its response has gone out.
+    pub async fn metric_reaches(&self, series: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(series).await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{series} is {got}, want {want}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The value of one sample line of /metrics, e.g.
     /// `sessiongate_requests_total{decision="allowed"}`.
     pub async fn metric(&self, series: &str) -> f64 {
