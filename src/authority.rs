@@ -12,7 +12,7 @@ use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::closer::ConnectionRegistry;
 use crate::metrics::{Metrics, RevocationKind};
-use crate::revocation::{Revocation, RevocationSet, SessionRevocation, UserCutoff};
+use crate::revocation::{Retention, Revocation, RevocationSet, SessionRevocation, UserCutoff};
 use crate::store::{Store, StoreError};
 
 /// Who asks for a revocation, for the audit trail.
@@ -44,7 +44,7 @@ pub struct Authority {
     revocations: Arc<RevocationSet>,
     metrics: Arc<Metrics>,
     connections: Arc<ConnectionRegistry>,
-    max_session_lifetime_s: i64,
+    retention: Retention,
 }
 
 impl std::fmt::Debug for Authority {
@@ -59,14 +59,14 @@ impl Authority {
         revocations: Arc<RevocationSet>,
         metrics: Arc<Metrics>,
         connections: Arc<ConnectionRegistry>,
-        max_session_lifetime_s: u64,
+        retention: Retention,
     ) -> Authority {
         Authority {
             store,
             revocations,
             metrics,
             connections,
-            max_session_lifetime_s: max_session_lifetime_s.min(i64::MAX as u64) as i64,
+            retention,
         }
     }
 
@@ -84,8 +84,9 @@ impl Authority {
         e
     }
 
-    /// Revokes one session. `exp` is the token's expiry when known. Answers
-    /// the revocation in force once it is durable and enforced.
+    /// Revokes one session. `exp` is the expiry of the token last seen for
+    /// it, when known (see [`Retention`]). Answers the revocation in force
+    /// once it is durable and enforced.
     pub async fn revoke_session(
         &self,
         session_id: &str,
@@ -97,11 +98,7 @@ impl Authority {
         let revocation = SessionRevocation {
             session_id: session_id.to_string(),
             revoked_at_ms: now_ms,
-            expires_at: exp.unwrap_or_else(|| {
-                now_ms
-                    .div_euclid(1000)
-                    .saturating_add(self.max_session_lifetime_s)
-            }),
+            expires_at: self.retention.session_until(now_ms.div_euclid(1000), exp),
             reason: reason.to_string(),
             actor: actor.name.clone(),
         };
@@ -143,7 +140,7 @@ impl Authority {
             not_before,
             except: except.map(str::to_string),
             revoked_at_ms: now_ms,
-            expires_at: not_before.saturating_add(self.max_session_lifetime_s),
+            expires_at: self.retention.cutoff_until(not_before),
             reason: reason.to_string(),
             actor: actor.name.clone(),
         };

@@ -339,8 +339,11 @@ fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
         }
     };
     let now_ms = crate::clock::now_ms();
-    let expires_at = now_ms.div_euclid(1000)
-        + config.token.max_session_lifetime_s.min(i64::MAX as u64 / 2) as i64;
+    let expires_at = crate::revocation::Retention::new(
+        config.token.max_session_lifetime_s,
+        config.token.leeway_s,
+    )
+    .session_until(now_ms.div_euclid(1000), None);
     let total = ids.len();
     let batch: Vec<_> = ids
         .into_iter()

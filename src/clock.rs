@@ -16,8 +16,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The last millisecond RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+const MAX_MS: i64 = 253_402_300_799_999;
+
+/// A UNIX time in milliseconds as a `SystemTime`, clamped to what RFC 3339
+/// can write (0000 and years past 9999 cannot be): formatting never fails,
+/// whatever a token or the store holds.
 fn system_time_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+    UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_MS) as u64)
 }
 
 /// RFC 3339 with milliseconds, e.g. `2026-11-24T02:50:33.123Z`.
@@ -50,5 +56,13 @@ mod tests {
             Some(1_800_000_000_123)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn any_time_formats() {
+        assert_eq!(rfc3339_s(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_s(1_800_000_000_000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_s(i64::MIN), "1970-01-01T00:00:00Z");
     }
 }

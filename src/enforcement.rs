@@ -3,7 +3,6 @@
 //! refused with one typed [`Refusal`]. No sockets here; the pingora adapter in
 //! `proxy` only gathers inputs and acts on the [`Decision`].
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,7 +12,8 @@ use serde_json::json;
 use crate::clock;
 use crate::config::{Config, TokenSource};
 use crate::revocation::{RevocationSet, Revoked};
-use crate::token::extract::find_token;
+use crate::path::{target_path, PublicPaths};
+use crate::token::extract::{self, CredentialError, Strip};
 use crate::token::{KeyLoadError, TokenError, VerifiedToken, Verifier};
 
 /// Prefix of the paths the gateway serves itself.
@@ -30,10 +30,11 @@ pub enum Outcome {
     SessionRevoked = 5,
     NewLocation = 6,
     StoreUnavailable = 7,
+    InvalidRequest = 8,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::MissingToken,
@@ -42,6 +43,7 @@ impl Outcome {
         Outcome::SessionRevoked,
         Outcome::NewLocation,
         Outcome::StoreUnavailable,
+        Outcome::InvalidRequest,
     ];
 
     pub fn label(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Outcome {
             Outcome::SessionRevoked => "session_revoked",
             Outcome::NewLocation => "new_location",
             Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::InvalidRequest => "invalid_request",
         }
     }
 }
@@ -72,6 +75,9 @@ pub enum Refusal {
     /// The store has been unreachable longer than
     /// `enforcement.fail_closed_after_s`: revocation state may be stale.
     StoreUnavailable,
+    /// The request's credentials are ambiguous (two `Authorization`
+    /// headers, conflicting credential cookies): 400.
+    InvalidRequest(CredentialError),
 }
 
 /// A refusal ready to be written: status, extra headers, JSON body.
@@ -91,6 +97,7 @@ impl Refusal {
             Refusal::Revoked(_) => Outcome::SessionRevoked,
             Refusal::NewLocation => Outcome::NewLocation,
             Refusal::StoreUnavailable => Outcome::StoreUnavailable,
+            Refusal::InvalidRequest(_) => Outcome::InvalidRequest,
         }
     }
 
@@ -109,6 +116,7 @@ impl Refusal {
                 "sign-in from a new location: confirm it from one of your other sessions"
             }
             Refusal::StoreUnavailable => "session state is unavailable; try again later",
+            Refusal::InvalidRequest(e) => e.description(),
         }
     }
 
@@ -118,8 +126,12 @@ impl Refusal {
         match self {
             Refusal::MissingToken => HeaderValue::from_static(r#"Bearer realm="sessiongate""#),
             other => {
+                let error = match other {
+                    Refusal::InvalidRequest(_) => "invalid_request",
+                    _ => "invalid_token",
+                };
                 let v = format!(
-                    r#"Bearer realm="sessiongate", error="invalid_token", error_description="{}""#,
+                    r#"Bearer realm="sessiongate", error="{error}", error_description="{}""#,
                     other.description()
                 );
                 HeaderValue::from_str(&v).unwrap_or_else(|_| {
@@ -138,7 +150,7 @@ impl Refusal {
                 "error": self.code(),
                 "error_description": self.description(),
                 "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
-                "reason": &*r.reason,
+                "reason": (!r.reason.is_empty()).then_some(&*r.reason),
             }),
             _ => json!({"error": self.code(), "error_description": self.description()}),
         };
@@ -172,6 +184,20 @@ impl Refusal {
                 body: self.body(),
             };
         }
+        if let Refusal::InvalidRequest(_) = self {
+            // Signing in again does not help a malformed request either.
+            return RenderedRefusal {
+                status: StatusCode::BAD_REQUEST,
+                headers: vec![
+                    (http::header::WWW_AUTHENTICATE, self.www_authenticate()),
+                    (
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-store"),
+                    ),
+                ],
+                body: self.body(),
+            };
+        }
         if let (Some(location), true) = (login_url, wants_html) {
             return RenderedRefusal {
                 status: StatusCode::FOUND,
@@ -202,8 +228,9 @@ impl Refusal {
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Under a public prefix: forward without looking for a token.
-    Public,
+    /// Under a public prefix: forwarded, with the identity of its token
+    /// when it carried one that verified (its connection is then closable).
+    Public(Option<Arc<VerifiedToken>>),
     /// Under `/.sessiongate/`: served by the gateway itself.
     Reserved,
     /// Verified and not revoked: forward with this identity.
@@ -211,92 +238,21 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
-/// Public path prefixes, matched on the normalised path at segment
-/// boundaries (`/static` matches `/static` and `/static/x`, not `/staticx`).
-#[derive(Debug, Clone, Default)]
-pub struct PublicPaths {
-    prefixes: Vec<String>,
+/// A [`Decision`] and the credentials to strip before forwarding, so the
+/// application sees only the credential that was verified (or none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub strip: Option<Strip>,
 }
 
-impl PublicPaths {
-    pub fn new(prefixes: &[String]) -> Self {
-        Self {
-            prefixes: prefixes.to_vec(),
+impl Verdict {
+    fn bare(decision: Decision) -> Verdict {
+        Verdict {
+            decision,
+            strip: None,
         }
     }
-
-    /// True when `raw_path` (as received, before any decoding) normalises to a
-    /// path under a public prefix. A path that cannot be normalised safely
-    /// (bad or double percent-encoding) is never public.
-    pub fn matches(&self, raw_path: &str) -> bool {
-        if self.prefixes.is_empty() {
-            return false;
-        }
-        let Some(path) = normalise(raw_path) else {
-            return false;
-        };
-        self.prefixes.iter().any(|p| under_prefix(&path, p))
-    }
-}
-
-fn under_prefix(path: &str, prefix: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
-        None => false,
-    }
-}
-
-/// RFC 3986 normalisation of a request path as an upstream might see it:
-/// percent-decoding, `\` as `/`, empty segments merged, `.` and `..`
-/// resolved (also when followed by `;params`). `None` when the path holds
-/// invalid or double percent-encoding.
-pub fn normalise(raw: &str) -> Option<Cow<'_, str>> {
-    let b = raw.as_bytes();
-    let plain = !b.iter().any(|c| matches!(c, b'%' | b'\\' | b';'))
-        && !raw.contains("/.")
-        && !raw.contains("//");
-    if plain {
-        return Some(Cow::Borrowed(raw));
-    }
-    let decoded: Vec<u8> = percent_encoding::percent_decode(b).collect();
-    // A '%' that survives one decoding is double encoding: refuse to guess.
-    if raw.contains('%') {
-        let valid = b
-            .windows(3)
-            .filter(|w| w[0] == b'%')
-            .all(|w| w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
-            && !b.ends_with(b"%")
-            && !(b.len() >= 2 && b[b.len() - 2] == b'%');
-        if !valid || decoded.contains(&b'%') {
-            return None;
-        }
-    }
-    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
-    let trailing = text.ends_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for seg in text.split('/') {
-        let bare = seg.split(';').next().unwrap_or("");
-        match bare {
-            "" if seg.is_empty() => {}
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            _ => out.push(seg),
-        }
-    }
-    let mut path = String::with_capacity(text.len());
-    for seg in &out {
-        path.push('/');
-        path.push_str(seg);
-    }
-    if trailing || path.is_empty() {
-        path.push('/');
-    }
-    Some(Cow::Owned(path))
 }
 
 /// Token verification plus the revocation check, with the routing rules.
@@ -331,18 +287,49 @@ impl Enforcer {
         &self.revocations
     }
 
-    /// Decides a request for `raw_path` with `headers` at UNIX time `now`.
-    pub fn decide(&self, raw_path: &str, headers: &HeaderMap, now: i64) -> Decision {
-        if raw_path.starts_with(RESERVED_PREFIX) || raw_path == "/.sessiongate" {
-            return Decision::Reserved;
+    /// Decides a request for the raw request target `raw_target` (as
+    /// received: path and query, undecoded) with `headers` at UNIX time
+    /// `now`.
+    pub fn decide(&self, raw_target: &[u8], headers: &HeaderMap, now: i64) -> Verdict {
+        let path = target_path(raw_target);
+        if path.is_some_and(|p| p.starts_with(RESERVED_PREFIX.as_bytes()) || p == b"/.sessiongate")
+        {
+            return Verdict::bare(Decision::Reserved);
         }
-        if self.public.matches(raw_path) {
-            return Decision::Public;
+        let public = path.is_some_and(|p| self.public.matches(p));
+        let credentials = match extract::collect(headers, &self.sources) {
+            Ok(c) => c,
+            Err(e) => return Verdict::bare(Decision::Refuse(Refusal::InvalidRequest(e))),
+        };
+        let checked = match credentials.token {
+            None => Err(Refusal::MissingToken),
+            Some(raw) => self.check(raw, now),
+        };
+        match (checked, public) {
+            (Ok(token), public) => Verdict {
+                strip: credentials.strip(headers, &self.sources, true),
+                decision: if public {
+                    Decision::Public(Some(token))
+                } else {
+                    Decision::Allow(token)
+                },
+            },
+            // A token that does not verify is never passed on, not even to
+            // a public path.
+            (Err(_), true) => Verdict {
+                decision: Decision::Public(None),
+                strip: credentials.strip(headers, &self.sources, false),
+            },
+            (Err(refusal), false) => Verdict::bare(Decision::Refuse(refusal)),
         }
-        match self.authenticate(headers, now) {
-            Ok(token) => Decision::Allow(token),
-            Err(refusal) => Decision::Refuse(refusal),
-        }
+    }
+
+    /// The edits that remove every credential from a request (a public
+    /// request whose token turned out revoked after all).
+    pub fn strip_all(&self, headers: &HeaderMap) -> Option<Strip> {
+        extract::collect(headers, &self.sources)
+            .ok()
+            .and_then(|c| c.strip(headers, &self.sources, false))
     }
 
     /// Finds, verifies and checks the request's token against the
@@ -352,7 +339,14 @@ impl Enforcer {
         headers: &HeaderMap,
         now: i64,
     ) -> Result<Arc<VerifiedToken>, Refusal> {
-        let raw = find_token(headers, &self.sources).ok_or(Refusal::MissingToken)?;
+        let credentials =
+            extract::collect(headers, &self.sources).map_err(Refusal::InvalidRequest)?;
+        let raw = credentials.token.ok_or(Refusal::MissingToken)?;
+        self.check(raw, now)
+    }
+
+    /// Verifies `raw` and checks it against the revocation set.
+    fn check(&self, raw: &[u8], now: i64) -> Result<Arc<VerifiedToken>, Refusal> {
         let token = self.verifier.verify(raw, now).map_err(|e| match e {
             TokenError::Expired => Refusal::Expired,
             other => Refusal::InvalidToken(other),
@@ -372,40 +366,6 @@ impl Enforcer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalises_like_an_upstream() {
-        assert_eq!(normalise("/a/b").unwrap(), "/a/b");
-        assert_eq!(normalise("/public/../admin").unwrap(), "/admin");
-        assert_eq!(normalise("/public/%2e%2e/admin").unwrap(), "/admin");
-        assert_eq!(normalise("/public/..%2fadmin").unwrap(), "/admin");
-        assert_eq!(normalise("/public\\..\\admin").unwrap(), "/admin");
-        assert_eq!(normalise("/public/..;/admin").unwrap(), "/admin");
-        assert_eq!(normalise("//public//x/").unwrap(), "/public/x/");
-        assert_eq!(normalise("/public/./x").unwrap(), "/public/x");
-        assert_eq!(normalise("/../../etc").unwrap(), "/etc");
-        assert!(
-            normalise("/public/%252e%252e/admin").is_none(),
-            "double encoding"
-        );
-        assert!(normalise("/public/%zz").is_none());
-        assert!(normalise("/public/%2").is_none());
-    }
-
-    #[test]
-    fn public_prefixes_match_on_segments() {
-        let p = PublicPaths::new(&["/healthz".into(), "/static/".into()]);
-        assert!(p.matches("/healthz"));
-        assert!(p.matches("/healthz/live"));
-        assert!(!p.matches("/healthzx"));
-        assert!(p.matches("/static/app.js"));
-        assert!(!p.matches("/static"));
-        assert!(!p.matches("/healthz/../admin"));
-        assert!(!p.matches("/healthz/%2e%2e/admin"));
-        assert!(!p.matches("/healthz%2f..%2fadmin"));
-        assert!(!p.matches("/static/..%5cadmin"));
-        assert!(p.matches("/static/./app.js"));
-    }
 
     #[test]
     fn refusal_headers_follow_rfc6750() {

@@ -95,6 +95,7 @@ impl Gateway {
             Arc::new(Enforcer::new(&config, revocations.clone()).map_err(|e| {
                 anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message)
             })?);
+        enforcer.verifier().with_keys(|keys| report_skipped(keys, &metrics));
         let geoip = Arc::new(
             GeoIp::open(config.geoip.database.as_deref())
                 .map_err(|e| anyhow::anyhow!("{}: geoip.database: {e}", config.file.display()))?,
@@ -117,7 +118,10 @@ impl Gateway {
             revocations,
             metrics.clone(),
             connections.clone(),
-            config.token.max_session_lifetime_s,
+            crate::revocation::Retention::new(
+                config.token.max_session_lifetime_s,
+                config.token.leeway_s,
+            ),
         ));
         Ok(Gateway {
             config: Arc::new(config),
@@ -254,8 +258,18 @@ impl Gateway {
             self.metrics.clone(),
             self.readiness.clone(),
             config.admin.token.as_deref(),
+            config.listen.admin,
         );
-        let mut admin_service = Service::new("admin".to_string(), admin);
+        // The admin listener gets the proxy listener's header deadline; its
+        // connections are never closed by revocations (a registry of its own).
+        let mut admin_service = Service::new(
+            "admin".to_string(),
+            Closable::new(
+                pingora::apps::http_app::HttpServer::new_app(admin),
+                Arc::new(ConnectionRegistry::new(self.metrics.clone())),
+                config.listen.request_header_timeout,
+            ),
+        );
         admin_service.threads = Some(1);
         let admin_addr = config.listen.admin.to_string();
         match &config.admin.tls {
@@ -303,6 +317,7 @@ impl Gateway {
             .collect();
         if !jwks.is_empty() {
             let (keys, enforcer) = (config.token.keys.clone(), self.enforcer.clone());
+            let metrics = self.metrics.clone();
             server.add_service(background_service(
                 "jwks-reload",
                 FileWatch {
@@ -313,6 +328,12 @@ impl Gateway {
                         let loaded = KeySet::load(&keys).map_err(|e| {
                             format!("token.keys[{}].{}: {}", e.index, e.field, e.message)
                         })?;
+                        report_skipped(&loaded, &metrics);
+                        if loaded.is_empty() {
+                            tracing::warn!(
+                                "the reloaded keys hold no usable key: every token is refused"
+                            );
+                        }
                         enforcer.verifier().replace_keys(loaded);
                         Ok(())
                     }),
@@ -324,6 +345,15 @@ impl Gateway {
         }
         Ok(server)
     }
+}
+
+/// Logs each JWKS key that was not loaded, with its `kid` and why, and
+/// counts it in `sessiongate_jwks_keys_skipped_total`.
+fn report_skipped(keys: &KeySet, metrics: &Metrics) {
+    for k in keys.skipped() {
+        tracing::warn!(kid = k.kid.as_deref().unwrap_or("-"), reason = %k.reason, "JWKS key skipped");
+    }
+    metrics.jwks_keys_skipped.inc_by(keys.skipped().len() as u64);
 }
 
 /// Loads the store into memory (the proxy waits for this), then follows the

@@ -39,6 +39,7 @@ pub mod enforcement;
 pub mod gateway;
 pub mod geoip;
 pub mod metrics;
+pub mod path;
 pub mod proxy;
 pub mod revocation;
 pub mod sessions;

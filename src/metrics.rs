@@ -26,6 +26,7 @@ pub const TRACKED_SESSIONS: &str = "sessiongate_tracked_sessions";
 pub const NEW_LOCATIONS_TOTAL: &str = "sessiongate_new_locations_total";
 pub const REVOCATION_PROPAGATION_SECONDS: &str = "sessiongate_revocation_propagation_seconds";
 pub const HEADER_TIMEOUTS_TOTAL: &str = "sessiongate_request_header_timeouts_total";
+pub const JWKS_KEYS_SKIPPED_TOTAL: &str = "sessiongate_jwks_keys_skipped_total";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -64,6 +65,7 @@ pub struct Metrics {
     pub new_locations: IntCounter,
     pub revocation_propagation_seconds: Histogram,
     pub header_timeouts: IntCounter,
+    pub jwks_keys_skipped: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -188,9 +190,15 @@ impl Metrics {
              listen.request_header_timeout_s.",
         )?;
         registry.register(Box::new(header_timeouts.clone()))?;
+        let jwks_keys_skipped = IntCounter::new(
+            JWKS_KEYS_SKIPPED_TOTAL,
+            "JWKS keys not used because the gateway cannot use them safely (each is logged with its kid and why).",
+        )?;
+        registry.register(Box::new(jwks_keys_skipped.clone()))?;
 
         Ok(Metrics {
             header_timeouts,
+            jwks_keys_skipped,
             revocation_propagation_seconds,
             tracked_sessions,
             new_locations,

@@ -101,6 +101,45 @@ impl From<&Revocation> for RevocationView {
     }
 }
 
+/// How long a revocation is kept. A session revocation outlives both the
+/// longest session (`token.max_session_lifetime_s` from the moment it was
+/// made: tokens are refreshed under the same `sid`) and the token seen for
+/// it; a user cutoff lasts `max_session_lifetime_s` after its `not_before`.
+/// Both add `token.leeway_s`, since a token is still accepted that long
+/// after its `exp`. Purging after that is safe because the verifier refuses
+/// any token older than `max_session_lifetime_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    max_lifetime_s: i64,
+    leeway_s: i64,
+}
+
+impl Retention {
+    pub fn new(max_session_lifetime_s: u64, leeway_s: u64) -> Retention {
+        let clamp = |v: u64| v.min(i64::MAX as u64 / 4) as i64;
+        Retention {
+            max_lifetime_s: clamp(max_session_lifetime_s),
+            leeway_s: clamp(leeway_s),
+        }
+    }
+
+    /// Until when (UNIX seconds) a session revoked at `revoked_at_s`, whose
+    /// token was last seen expiring at `seen_exp`, stays revoked.
+    pub fn session_until(&self, revoked_at_s: i64, seen_exp: Option<i64>) -> i64 {
+        revoked_at_s
+            .saturating_add(self.max_lifetime_s)
+            .max(seen_exp.unwrap_or(i64::MIN))
+            .saturating_add(self.leeway_s)
+    }
+
+    /// Until when a user cutoff at `not_before` is kept.
+    pub fn cutoff_until(&self, not_before: i64) -> i64 {
+        not_before
+            .saturating_add(self.max_lifetime_s)
+            .saturating_add(self.leeway_s)
+    }
+}
+
 /// Why a session is refused: what the `session_revoked` body reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revoked {
@@ -505,6 +544,15 @@ mod tests {
         assert!(!set.apply_cutoff(&cutoff("alice", 1500, None)));
         assert!(set.check("a", Some("alice"), Some(1500)).is_some());
         assert!(set.check("b", Some("alice"), Some(1500)).is_none());
+    }
+
+    #[test]
+    fn revocations_outlive_the_longest_session_and_the_token_seen() {
+        let r = Retention::new(3600, 30);
+        assert_eq!(r.session_until(1000, None), 1000 + 3600 + 30);
+        assert_eq!(r.session_until(1000, Some(1300)), 1000 + 3600 + 30, "short token");
+        assert_eq!(r.session_until(1000, Some(9000)), 9000 + 30, "token lives longer");
+        assert_eq!(r.cutoff_until(1001), 1001 + 3600 + 30);
     }
 
     #[test]

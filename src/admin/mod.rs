@@ -96,6 +96,8 @@ pub struct AdminApp {
     /// SHA-256 of the admin token: comparing digests keeps the comparison
     /// constant-time whatever the presented token's length.
     token_digest: Option<[u8; 32]>,
+    /// The listener's own address, a `Host` always accepted.
+    listener: std::net::SocketAddr,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -231,6 +233,36 @@ fn segments(path: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+/// `host` (a `Host` value: name or address, optional port) names this
+/// machine: `localhost`, a loopback address, or `listener`.
+fn is_local_host(host: &str, listener: std::net::IpAddr) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6] or [v6]:port
+        match rest.split_once(']') {
+            Some((addr, "")) => addr,
+            Some((addr, tail)) if tail.strip_prefix(':').is_some_and(is_port) => addr,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == listener,
+        Err(_) => false,
+    }
+}
+
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn nullable(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -253,6 +285,7 @@ impl AdminApp {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         token: Option<&str>,
+        listener: std::net::SocketAddr,
     ) -> AdminApp {
         AdminApp {
             authority,
@@ -260,7 +293,26 @@ impl AdminApp {
             metrics,
             readiness,
             token_digest: token.map(|t| digest(t.as_bytes())),
+            listener,
         }
+    }
+
+    /// Without an admin token (loopback only), only requests naming this
+    /// host are answered: `localhost`, a loopback address or the listener's
+    /// own address, with or without a port. A web page that rebinds its
+    /// own name to 127.0.0.1 sends its own name, and gets nothing.
+    fn host_allowed(&self, session: &ServerSession) -> bool {
+        if self.token_digest.is_some() {
+            return true;
+        }
+        let req = session.req_header();
+        let mut hosts = req.headers.get_all(header::HOST).iter();
+        let host = match (hosts.next(), hosts.next()) {
+            (Some(h), None) => h.to_str().ok(),
+            (None, None) => req.uri.authority().map(|a| a.as_str()),
+            _ => None,
+        };
+        host.is_some_and(|h| is_local_host(h, self.listener.ip()))
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {
@@ -282,6 +334,15 @@ impl AdminApp {
     }
 
     async fn route(&self, session: &mut ServerSession) -> ApiResult {
+        if !self.host_allowed(session) {
+            return Err(ApiError {
+                status: StatusCode::MISDIRECTED_REQUEST,
+                code: "misdirected_request",
+                message: "without an admin token, only requests to localhost or a loopback \
+                          address are answered"
+                    .into(),
+            });
+        }
         let method = session.req_header().method.clone();
         let uri = session.req_header().uri.clone();
         let path = uri.path();
@@ -567,6 +628,44 @@ async fn drain_body(session: &mut ServerSession) -> Result<(), ApiError> {
             }
             Ok(None) => return Ok(()),
             Err(e) => return Err(ApiError::bad_request(format!("cannot read body: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        let listener: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        for ok in [
+            "localhost",
+            "LOCALHOST:9090",
+            "127.0.0.1",
+            "127.0.0.1:9090",
+            "127.8.9.10",
+            "[::1]",
+            "[::1]:9090",
+            "127.0.0.2:1",
+        ] {
+            assert!(is_local_host(ok, listener), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:9090",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            "[::1",
+            "[::1]x",
+            "::1",
+            "10.0.0.1",
+            "localhost:9090:9090",
+        ] {
+            assert!(!is_local_host(bad, listener), "{bad}");
         }
     }
 }

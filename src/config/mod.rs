@@ -370,10 +370,10 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
                 format!("{p:?} is reserved for the gateway"),
             ));
         }
-        if p.contains(['%', '\\', '?', '#']) || p.split('/').any(|s| s == "." || s == "..") {
+        if !crate::path::is_canonical(p.as_bytes()) || p.contains(['%', '?', '#']) {
             return Err(KeyError::new(
                 format!("enforcement.public_paths[{i}]"),
-                format!("{p:?} must be a plain normalised path prefix"),
+                format!("{p:?} must be a plain canonical path prefix (no dot segments, `\\`, `;`, `%`, `?` or `#`)"),
             ));
         }
     }
@@ -652,8 +652,15 @@ fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyErro
         keys,
     };
     // Load every key once now, so that a bad PEM or JWKS file is a config error.
-    crate::token::KeySet::load(&config.keys)
+    let loaded = crate::token::KeySet::load(&config.keys)
         .map_err(|e| KeyError::new(format!("token.keys[{}].{}", e.index, e.field), e.message))?;
+    if loaded.is_empty() {
+        let skipped: Vec<&str> = loaded.skipped().iter().map(|k| k.reason.as_str()).collect();
+        return Err(KeyError::new(
+            "token.keys",
+            format!("no usable key (skipped: {})", skipped.join("; ")),
+        ));
+    }
     Ok(config)
 }
 

@@ -25,6 +25,7 @@ use crate::enforcement::{Decision, Enforcer, Outcome, Refusal, RenderedRefusal};
 use crate::metrics::Metrics;
 use crate::sessions::{SessionRegistry, Sighting};
 use crate::store::Health;
+use crate::token::extract::{same_header, Strip};
 use crate::token::{TokenError, VerifiedToken};
 
 pub const X_SESSION_ID: &str = "X-Session-Id";
@@ -38,12 +39,21 @@ pub const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 /// Largest request body a self-service action reads.
 const MAX_SELF_SERVICE_BODY: usize = 16 * 1024;
 
-/// Client-sent headers that would let a client speak for the gateway.
-fn is_identity_header(name: &str) -> bool {
-    name == "x-session-id"
-        || name == "x-user-id"
-        || name.starts_with("x-geo-")
-        || name.starts_with("x-sessiongate-")
+/// Client-sent headers that would let a client speak for the gateway,
+/// compared as an application reads them: case-insensitively and with `_`
+/// read as `-` (`X_User_Id` is `HTTP_X_USER_ID` to CGI, like `X-User-Id`).
+/// With `forwarded`, also a client's `X_Forwarded_For` or `_Proto`, which
+/// would stand beside the gateway's own `X-Forwarded-*` for such an app.
+fn is_identity_header(name: &str, forwarded: bool) -> bool {
+    let n = name.len();
+    (n > 2 && same_header(&name[..2], "x-"))
+        && (same_header(name, X_SESSION_ID)
+            || same_header(name, X_USER_ID)
+            || (n >= 6 && same_header(&name[..6], "x-geo-"))
+            || (n >= 14 && same_header(&name[..14], "x-sessiongate-"))
+            || (forwarded
+                && name.contains('_')
+                && (same_header(name, X_FORWARDED_FOR) || same_header(name, X_FORWARDED_PROTO))))
 }
 
 /// The request failed because the upstream could not be reached or answered.
@@ -156,6 +166,35 @@ impl Proxy {
                 token.iat,
             )
             .map(Refusal::Revoked)
+    }
+
+    /// A public request: forwarded whatever its token. One that verified
+    /// adds its identity and makes the connection closable like any other;
+    /// one that turns out revoked once attached is removed instead.
+    fn forward_public(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        identity: Option<Arc<VerifiedToken>>,
+    ) -> Result<()> {
+        let Some(token) = identity.filter(|t| t.is_representable()) else {
+            self.detach(ctx.conn.as_deref());
+            return Ok(());
+        };
+        if self.attach(ctx.conn.as_ref(), &token).is_some() {
+            self.detach(ctx.conn.as_deref());
+            if self.mode == Mode::Enforce {
+                let strip = self.enforcer.strip_all(&session.req_header().headers);
+                if let Some(strip) = strip {
+                    apply_strip(session, &strip)?;
+                }
+            }
+            return Ok(());
+        }
+        ctx.websocket = is_websocket_upgrade(session.req_header());
+        add_identity(session.req_header_mut(), &token)?;
+        ctx.identity = Some(token);
+        Ok(())
     }
 
     /// The client's address: the peer, or from `X-Forwarded-For` when the
@@ -274,15 +313,45 @@ async fn write_json(session: &mut Session, r: RenderedRefusal) -> Result<()> {
     session.write_response_body(Some(r.body), true).await
 }
 
-fn strip_identity_headers(session: &mut Session) {
+/// Removes the credentials the decision says the application must not see.
+fn apply_strip(session: &mut Session, strip: &Strip) -> Result<()> {
+    let req = session.req_header_mut();
+    for name in &strip.remove {
+        req.remove_header(name);
+    }
+    if let Some(cookie) = &strip.cookie {
+        req.remove_header(&http::header::COOKIE);
+        if let Some(v) = cookie {
+            req.insert_header(http::header::COOKIE, v.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// `X-Session-Id` and `X-User-Id`, built once when the token verified.
+fn add_identity(req: &mut RequestHeader, token: &VerifiedToken) -> Result<()> {
+    if let Some(v) = &token.session_header {
+        req.insert_header(X_SESSION_ID, v.clone())?;
+    }
+    if let Some(v) = &token.user_header {
+        req.insert_header(X_USER_ID, v.clone())?;
+    }
+    Ok(())
+}
+
+fn strip_identity_headers(session: &mut Session, forwarded: bool) {
     let req = session.req_header();
-    if !req.headers.keys().any(|k| is_identity_header(k.as_str())) {
+    if !req
+        .headers
+        .keys()
+        .any(|k| is_identity_header(k.as_str(), forwarded))
+    {
         return;
     }
     let names: Vec<http::HeaderName> = req
         .headers
         .keys()
-        .filter(|k| is_identity_header(k.as_str()))
+        .filter(|k| is_identity_header(k.as_str(), forwarded))
         .cloned()
         .collect();
     let req = session.req_header_mut();
@@ -304,7 +373,7 @@ impl ProxyHttp for Proxy {
         if let Some(conn) = &ctx.conn {
             conn.request_started();
         }
-        strip_identity_headers(session);
+        strip_identity_headers(session, self.x_forwarded);
         // pingora waits forever for the next request of an HTTP/1.1
         // keep-alive connection (or as long as the client's own
         // `Keep-Alive: timeout` says); bound it. A connection the client
@@ -323,22 +392,27 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
-        let decision = {
+        let verdict = {
             let req = session.req_header();
             self.enforcer
-                .decide(req.uri.path(), &req.headers, now_ms.div_euclid(1000))
+                .decide(req.raw_path(), &req.headers, now_ms.div_euclid(1000))
         };
         ctx.decided_in = Some(started.elapsed());
+        // Monitor mode forwards the request as the application would have
+        // had it without the gateway.
+        if let (Some(strip), Mode::Enforce) = (&verdict.strip, self.mode) {
+            apply_strip(session, strip)?;
+        }
 
-        let refusal = match decision {
+        let refusal = match verdict.decision {
             Decision::Reserved => {
                 self.detach(ctx.conn.as_deref());
                 ctx.outcome = self.serve_self_service(session).await?;
                 return Ok(true);
             }
-            Decision::Public => {
-                self.detach(ctx.conn.as_deref());
+            Decision::Public(identity) => {
                 ctx.outcome = Some(Outcome::Public);
+                self.forward_public(session, ctx, identity)?;
                 None
             }
             // A claim that cannot travel in a header is not an identity.
@@ -385,13 +459,7 @@ impl ProxyHttp for Proxy {
                         req.insert_header(X_GEO_CITY, c.clone())?;
                     }
                 }
-                // Header values were built once, when the token verified.
-                if let Some(v) = &token.session_header {
-                    req.insert_header(X_SESSION_ID, v.clone())?;
-                }
-                if let Some(v) = &token.user_header {
-                    req.insert_header(X_USER_ID, v.clone())?;
-                }
+                add_identity(req, &token)?;
                 ctx.outcome = Some(Outcome::Allowed);
                 ctx.identity = Some(token);
                 None

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 
 use crate::config::{KeyConfig, KeyMaterial};
@@ -44,16 +46,33 @@ pub struct KeyLoadError {
     pub message: String,
 }
 
+/// A JWKS key the gateway does not use, and why (logged and counted in
+/// `sessiongate_jwks_keys_skipped_total`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    pub kid: Option<String>,
+    pub reason: String,
+}
+
+/// The keys of one JWKS document: those usable, and those skipped.
+pub struct JwksLoad {
+    pub keys: KeySet,
+    pub skipped: Vec<SkippedKey>,
+}
+
 /// All keys of the configuration, in config order.
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<Key>,
+    skipped: Vec<SkippedKey>,
 }
 
 impl KeySet {
-    /// Loads every key; the first bad one is an error naming its entry.
+    /// Loads every key. A bad secret or PEM file, or a JWKS file that cannot
+    /// be read or is not a JWKS document, is an error naming its entry; a
+    /// JWKS key the gateway cannot use is skipped ([`KeySet::skipped`]).
     pub fn load(configs: &[KeyConfig]) -> Result<KeySet, KeyLoadError> {
-        let mut keys = Vec::new();
+        let mut set = KeySet::default();
         for (index, c) in configs.iter().enumerate() {
             let kid = c.kid.as_deref().map(Box::from);
             match &c.material {
@@ -63,11 +82,12 @@ impl KeySet {
                         field: "algorithm",
                         message: "required".into(),
                     })?;
-                    keys.push(hmac_key(algorithm, kid, secret).ok_or(KeyLoadError {
-                        index,
-                        field: "algorithm",
-                        message: format!("{algorithm:?} is not an HMAC algorithm"),
-                    })?);
+                    set.keys
+                        .push(hmac_key(algorithm, kid, secret).ok_or(KeyLoadError {
+                            index,
+                            field: "algorithm",
+                            message: format!("{algorithm:?} is not an HMAC algorithm"),
+                        })?);
                 }
                 KeyMaterial::PublicKeyFile(path) => {
                     let algorithm = c.algorithm.ok_or(KeyLoadError {
@@ -80,22 +100,88 @@ impl KeySet {
                         field: "public_key_file",
                         message,
                     })?;
-                    keys.push(key);
+                    set.keys.push(key);
                 }
                 KeyMaterial::JwksFile(path) => {
-                    let loaded =
-                        jwks_keys(path, c.algorithm, c.kid.as_deref()).map_err(|message| {
-                            KeyLoadError {
-                                index,
-                                field: "jwks_file",
-                                message,
-                            }
-                        })?;
-                    keys.extend(loaded);
+                    let error = |message| KeyLoadError {
+                        index,
+                        field: "jwks_file",
+                        message,
+                    };
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+                    let loaded = KeySet::from_jwks_json(&text, c.algorithm)
+                        .map_err(|e| error(format!("{}: {e}", path.display())))?;
+                    let kid_filter = c.kid.as_deref();
+                    set.keys.extend(loaded.keys.keys.into_iter().filter(|k| {
+                        kid_filter.is_none_or(|want| k.kid.as_deref() == Some(want))
+                    }));
+                    set.skipped.extend(loaded.skipped);
                 }
             }
         }
-        Ok(KeySet { keys })
+        Ok(set)
+    }
+
+    /// Parses a JWKS document (`{"keys": [...]}`): every key the gateway can
+    /// use safely for signature verification is loaded, every other one is
+    /// skipped with its `kid` and why. Errors only when `text` is not a JWKS
+    /// document. `configured`: the algorithm the config entry names, which
+    /// each key must then be for.
+    ///
+    /// A key is skipped when: its `use` is not `sig` or its `key_ops` lack
+    /// `verify`; its `alg` is not a supported signature algorithm or not of
+    /// its type (HS* only from `oct`, RS*/PS* only from RSA of 2048 bits or
+    /// more with an odd exponent of at least 3 and not ROCA-weak, ES256/384
+    /// only from P-256/P-384, EdDSA only from Ed25519); an HMAC secret is
+    /// shorter than its hash (RFC 7518 3.2); it shares its `kid` with another
+    /// key of the set (ambiguous); or it is a secret in a set that also
+    /// publishes public keys (a JWKS of public keys is public).
+    pub fn from_jwks_json(text: &str, configured: Option<Algorithm>) -> Result<JwksLoad, String> {
+        #[derive(serde::Deserialize)]
+        struct Document {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Document =
+            serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let kid_of = |v: &serde_json::Value| v.get("kid").and_then(|k| k.as_str()).map(String::from);
+        let mut kids: std::collections::HashMap<String, usize> = Default::default();
+        for v in &doc.keys {
+            if let Some(kid) = kid_of(v) {
+                *kids.entry(kid).or_default() += 1;
+            }
+        }
+        let asymmetric = doc
+            .keys
+            .iter()
+            .any(|v| v.get("kty").and_then(|k| k.as_str()).is_some_and(|k| k != "oct"));
+        let mut out = JwksLoad {
+            keys: KeySet::default(),
+            skipped: Vec::new(),
+        };
+        for (i, v) in doc.keys.iter().enumerate() {
+            let kid = kid_of(v);
+            let checked = if kid.as_ref().is_some_and(|k| kids.get(k).copied() > Some(1)) {
+                Err("another key of the set has the same kid".to_string())
+            } else if asymmetric && v.get("kty").and_then(|k| k.as_str()) == Some("oct") {
+                Err("a secret (kty oct) in a set of public keys".to_string())
+            } else {
+                jwk_key(v, configured)
+            };
+            match checked {
+                Ok(key) => out.keys.keys.push(key),
+                Err(reason) => out.skipped.push(SkippedKey {
+                    kid,
+                    reason: format!("keys[{i}]: {reason}"),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// JWKS keys that were not loaded, and why.
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
     }
 
     /// Keys a token with this header may be verified with: same algorithm
@@ -183,6 +269,15 @@ fn public_key(
         }
     }
     .map_err(|e| format!("key rejected for {algorithm:?}: {e}"))?;
+    if algorithm.family() == AlgorithmFamily::Rsa {
+        // aws-lc refuses a short modulus only when verifying; say so now.
+        let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(parsed.as_ref())
+            .map(|k| k.key_size_bits())
+            .map_err(|e| format!("RSA key rejected: {e}"))?;
+        if bits < 2048 {
+            return Err(format!("RSA key of {bits} bits; at least 2048 are needed"));
+        }
+    }
     Ok(Key {
         algorithm,
         kid,
@@ -209,82 +304,144 @@ fn pem_key(algorithm: Algorithm, kid: Option<Box<str>>, path: &Path) -> Result<K
     public_key(algorithm, kid, &decoded)
 }
 
-/// The algorithm a JWK is for: its own `alg`, else the configured one, else
-/// what its curve implies. An RSA JWK without `alg` and no configured
-/// algorithm is refused (RS256 or PS256 cannot be guessed safely).
-fn jwk_algorithm(jwk: &Jwk, configured: Option<Algorithm>) -> Result<Algorithm, String> {
-    if let Some(ka) = jwk.common.key_algorithm {
-        let alg = match ka {
-            KeyAlgorithm::HS256 => Algorithm::HS256,
-            KeyAlgorithm::HS384 => Algorithm::HS384,
-            KeyAlgorithm::HS512 => Algorithm::HS512,
-            KeyAlgorithm::ES256 => Algorithm::ES256,
-            KeyAlgorithm::ES384 => Algorithm::ES384,
-            KeyAlgorithm::RS256 => Algorithm::RS256,
-            KeyAlgorithm::RS384 => Algorithm::RS384,
-            KeyAlgorithm::RS512 => Algorithm::RS512,
-            KeyAlgorithm::PS256 => Algorithm::PS256,
-            KeyAlgorithm::PS384 => Algorithm::PS384,
-            KeyAlgorithm::PS512 => Algorithm::PS512,
-            KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-            other => return Err(format!("JWK alg {other:?} is not a signature algorithm")),
-        };
-        if let Some(c) = configured {
-            if c != alg {
+/// The signature algorithm named by a JWK's `alg`, or `None` when it is
+/// not one the gateway supports.
+fn signature_algorithm(alg: &str) -> Option<Algorithm> {
+    Some(match alg {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// One JWK as a verification key, or why it cannot be one (see
+/// [`KeySet::from_jwks_json`]).
+fn jwk_key(v: &serde_json::Value, configured: Option<Algorithm>) -> Result<Key, String> {
+    let text = |name: &str| v.get(name).and_then(|x| x.as_str());
+    if let Some(u) = v.get("use") {
+        if u.as_str() != Some("sig") {
+            return Err(format!("use is {u}, not \"sig\""));
+        }
+    }
+    if let Some(ops) = v.get("key_ops") {
+        let verify = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o.as_str() == Some("verify")));
+        if !verify {
+            return Err(format!("key_ops {ops} do not include \"verify\""));
+        }
+    }
+    let kty = text("kty").ok_or("no kty")?;
+    let crv = text("crv");
+    let algorithm = match (v.get("alg"), configured) {
+        (Some(alg), configured) => {
+            let name = alg.as_str().ok_or("alg is not a string")?;
+            let alg = signature_algorithm(name)
+                .ok_or_else(|| format!("alg {name:?} is not a supported signature algorithm"))?;
+            if configured.is_some_and(|c| c != alg) {
                 return Err(format!(
-                    "JWK alg {alg:?} differs from the configured algorithm {c:?}"
+                    "alg {alg:?} differs from the configured algorithm {configured:?}"
                 ));
             }
+            alg
         }
-        return Ok(alg);
-    }
-    if let Some(c) = configured {
-        return Ok(c);
-    }
-    match &jwk.algorithm {
-        AlgorithmParameters::EllipticCurve(p) => match p.curve {
-            EllipticCurve::P256 => Ok(Algorithm::ES256),
-            EllipticCurve::P384 => Ok(Algorithm::ES384),
-            ref c => Err(format!("unsupported curve {c:?}")),
+        (None, Some(c)) => c,
+        (None, None) => match (kty, crv) {
+            ("EC", Some("P-256")) => Algorithm::ES256,
+            ("EC", Some("P-384")) => Algorithm::ES384,
+            ("OKP", Some("Ed25519")) => Algorithm::EdDSA,
+            _ => return Err("no alg; set algorithm for this jwks_file".into()),
         },
-        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-            Ok(Algorithm::EdDSA)
+    };
+    let fits = match algorithm {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => kty == "oct",
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => kty == "RSA",
+        Algorithm::ES256 => kty == "EC" && crv == Some("P-256"),
+        Algorithm::ES384 => kty == "EC" && crv == Some("P-384"),
+        Algorithm::EdDSA => kty == "OKP" && crv == Some("Ed25519"),
+        _ => false,
+    };
+    if !fits {
+        return Err(format!(
+            "a {kty} key{} cannot verify {algorithm:?}",
+            crv.map(|c| format!(" on {c}")).unwrap_or_default()
+        ));
+    }
+    let kid = text("kid").map(Box::from);
+    let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| format!("not a valid JWK: {e}"))?;
+    if algorithm.family() == AlgorithmFamily::Hmac {
+        let AlgorithmParameters::OctetKey(p) = &jwk.algorithm else {
+            return Err("an HMAC key must be kty oct".into());
+        };
+        let secret = URL_SAFE_NO_PAD
+            .decode(p.value.as_bytes())
+            .map_err(|_| "k is not base64url".to_string())?;
+        if secret.len() < min_hmac_bytes(algorithm) {
+            return Err(format!(
+                "a {algorithm:?} secret needs at least {} bytes (RFC 7518 3.2), this one has {}",
+                min_hmac_bytes(algorithm),
+                secret.len()
+            ));
         }
-        _ => Err("JWK has no \"alg\"; set algorithm for this jwks_file".into()),
+        return hmac_key(algorithm, kid, &secret).ok_or_else(|| "bad HMAC key".to_string());
+    }
+    if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
+        let n = URL_SAFE_NO_PAD
+            .decode(p.n.as_bytes())
+            .map_err(|_| "n is not base64url".to_string())?;
+        let e = URL_SAFE_NO_PAD
+            .decode(p.e.as_bytes())
+            .map_err(|_| "e is not base64url".to_string())?;
+        check_rsa(&n, &e)?;
+    }
+    let decoded = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+    public_key(algorithm, kid, &decoded)
+}
+
+/// RFC 7518 3.2: an HMAC key at least as long as the hash output.
+fn min_hmac_bytes(algorithm: Algorithm) -> usize {
+    match algorithm {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
     }
 }
 
-fn jwks_keys(
-    path: &Path,
-    configured: Option<Algorithm>,
-    kid_filter: Option<&str>,
-) -> Result<Vec<Key>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let set: JwkSet = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a JWKS document: {e}", path.display()))?;
-    let mut keys = Vec::new();
-    for (i, jwk) in set.keys.iter().enumerate() {
-        if let Some(filter) = kid_filter {
-            if jwk.common.key_id.as_deref() != Some(filter) {
-                continue;
-            }
-        }
-        let algorithm = jwk_algorithm(jwk, configured).map_err(|e| format!("keys[{i}]: {e}"))?;
-        let decoded = DecodingKey::from_jwk(jwk).map_err(|e| format!("keys[{i}]: {e}"))?;
-        let kid = jwk.common.key_id.as_deref().map(Box::from);
-        let key = if algorithm.family() == AlgorithmFamily::Hmac {
-            let secret = decoded
-                .try_get_as_bytes()
-                .map_err(|e| format!("keys[{i}]: {e}"))?;
-            hmac_key(algorithm, kid, secret).ok_or_else(|| format!("keys[{i}]: bad HMAC key"))?
-        } else {
-            public_key(algorithm, kid, &decoded).map_err(|e| format!("keys[{i}]: {e}"))?
-        };
-        keys.push(key);
+/// An RSA public key the gateway trusts: 2048 bits or more, an odd public
+/// exponent of at least 3, not made by the ROCA-weak generator.
+fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), String> {
+    let n = strip_zeros(n);
+    let e = strip_zeros(e);
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if bits < 2048 {
+        return Err(format!("RSA key of {bits} bits; at least 2048 are needed"));
     }
-    if keys.is_empty() {
-        return Err(format!("{} has no usable keys", path.display()));
+    let small = e.len() == 1 && e[0] < 3;
+    if e.is_empty() || small || e.last().is_some_and(|b| b % 2 == 0) {
+        return Err("RSA public exponent must be odd and at least 3".into());
     }
-    Ok(keys)
+    if super::roca::is_roca_modulus(n) {
+        return Err("RSA key made by the ROCA-weak generator (CVE-2017-15361)".into());
+    }
+    Ok(())
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+    &b[first..]
 }

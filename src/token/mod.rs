@@ -2,14 +2,16 @@
 //! ([`keys`]), and [`Verifier`], which turns raw token bytes into a
 //! [`VerifiedToken`] or a [`TokenError`].
 //!
-//! Check order (DESIGN section 10): size and shape, then algorithm and
-//! signature, then `exp`/`nbf` with leeway, then `iss`/`aud`. The token's `alg`
-//! must equal its key's algorithm, so `none` and HS-with-a-public-key are
-//! refused before any cryptography runs.
+//! Check order: size and shape, then algorithm and signature, then the
+//! times (`exp`/`nbf`/`iat` with leeway, and the token's age against
+//! `token.max_session_lifetime_s`), then `iss`/`aud`. The token's `alg` must
+//! equal its key's algorithm, so `none` and HS-with-a-public-key are refused
+//! before any cryptography runs. docs/ARCHITECTURE.md has the whole list.
 
 pub mod cache;
 pub mod extract;
 pub mod keys;
+pub mod roca;
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +49,14 @@ pub enum TokenError {
     NotYetValid,
     #[error("token has no exp claim")]
     MissingExp,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token is older than max_session_lifetime_s")]
+    TooOld,
+    #[error("token time is out of range")]
+    TimeOutOfRange,
+    #[error("token is not an access token")]
+    WrongType,
     #[error("token issuer is not accepted")]
     Issuer,
     #[error("token audience is not accepted")]
@@ -65,6 +75,10 @@ impl TokenError {
             TokenError::Expired => "token has expired",
             TokenError::NotYetValid => "token is not valid yet",
             TokenError::MissingExp => "token has no expiry",
+            TokenError::IssuedInFuture => "token is issued in the future",
+            TokenError::TooOld => "token is older than the longest session allowed",
+            TokenError::TimeOutOfRange => "token time is out of range",
+            TokenError::WrongType => "token is not an access token",
             TokenError::Issuer => "issuer is not accepted",
             TokenError::Audience => "audience is not accepted",
         }
@@ -86,6 +100,9 @@ pub struct VerifiedToken {
     pub exp: Option<i64>,
     /// Not-before (UNIX seconds), checked again on cache hits.
     pub nbf: Option<i64>,
+    /// `iat` + `max_session_lifetime_s`: past it the token is too old,
+    /// whatever its `exp`. Checked again on cache hits.
+    pub max_until: Option<i64>,
     /// The session's key in the revocation set.
     pub session_key: SessionKey,
     /// The user's key (same hash), for the connection registry.
@@ -115,6 +132,7 @@ impl VerifiedToken {
             iat,
             exp,
             nbf: None,
+            max_until: None,
         }
     }
 
@@ -124,9 +142,22 @@ impl VerifiedToken {
     }
 }
 
+/// Latest representable time: 9999-12-31T23:59:59Z. A token time past it
+/// is `invalid_token` (nothing stored can then fail to format).
+pub const MAX_TIME_S: i64 = 253_402_300_799;
+
+/// A key set and the tokens it verified: swapped together on reload, so a
+/// token verified by a key that is gone is never found again, not even
+/// when its verification raced the reload (it went into the old cache).
+struct Keyed {
+    keys: KeySet,
+    cache: Option<TokenCache>,
+}
+
 /// Verifies tokens against the configured keys and claim rules.
 pub struct Verifier {
-    keys: ArcSwap<KeySet>,
+    keyed: ArcSwap<Keyed>,
+    cache_entries: usize,
     session_claim: Box<str>,
     user_claim: Box<str>,
     issuer: Option<Box<str>>,
@@ -135,13 +166,12 @@ pub struct Verifier {
     max_lifetime: i64,
     max_token_bytes: usize,
     require_exp: bool,
-    cache: Option<TokenCache>,
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.keys.load().len())
+            .field("keys", &self.keyed.load().keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -150,8 +180,13 @@ impl Verifier {
     /// Builds a verifier; loads every key (errors name `token.keys[i]`).
     pub fn new(config: &TokenConfig) -> Result<Verifier, KeyLoadError> {
         let keys = KeySet::load(&config.keys)?;
+        let cache_entries = config.cache_entries;
         Ok(Verifier {
-            keys: ArcSwap::from_pointee(keys),
+            keyed: ArcSwap::from_pointee(Keyed {
+                keys,
+                cache: (cache_entries > 0).then(|| TokenCache::new(cache_entries)),
+            }),
+            cache_entries,
             session_claim: config.session_claim.as_str().into(),
             user_claim: config.user_claim.as_str().into(),
             issuer: config.issuer.as_deref().map(Box::from),
@@ -160,93 +195,81 @@ impl Verifier {
             max_lifetime: config.max_session_lifetime_s.min(i64::MAX as u64) as i64,
             max_token_bytes: config.max_token_bytes,
             require_exp: config.require_exp,
-            cache: (config.cache_entries > 0).then(|| TokenCache::new(config.cache_entries)),
         })
     }
 
-    /// Replaces the key set (JWKS reload) and forgets every cached token:
-    /// one verified by a key that is gone must be verified again.
+    /// Calls `f` with the key set in use.
+    pub fn with_keys<R>(&self, f: impl FnOnce(&KeySet) -> R) -> R {
+        f(&self.keyed.load().keys)
+    }
+
+    /// Replaces the key set (JWKS reload) with an empty cache: a token
+    /// verified by a key that is gone must be verified again.
     pub fn replace_keys(&self, keys: KeySet) {
-        self.keys.store(Arc::new(keys));
-        if let Some(c) = &self.cache {
-            c.clear();
-        }
+        self.keyed.store(Arc::new(Keyed {
+            keys,
+            cache: (self.cache_entries > 0).then(|| TokenCache::new(self.cache_entries)),
+        }));
     }
 
     /// Verifies `token` at UNIX time `now`: from the cache when it verified
-    /// before (its expiry is still checked), else in full.
+    /// before (its times are still checked), else in full.
     #[inline]
     pub fn verify(&self, token: &[u8], now: i64) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);
         }
-        let Some(cache) = &self.cache else {
-            return self.verify_uncached(token, now).map(Arc::new);
+        let keyed = self.keyed.load();
+        let Some(cache) = &keyed.cache else {
+            return self.verify_with(&keyed.keys, token, now).map(Arc::new);
         };
         if let Some(hit) = cache.get(token) {
             // Time moves on (and the clock may step back) since it verified.
-            self.check_times(hit.exp, hit.nbf, now)?;
+            self.check_times(hit.exp, hit.nbf, hit.max_until, now)?;
             return Ok(hit);
         }
-        let verified = Arc::new(self.verify_uncached(token, now)?);
+        let verified = Arc::new(self.verify_with(&keyed.keys, token, now)?);
         cache.insert(token, verified.clone());
         Ok(verified)
     }
 
-    /// `exp` (with `max_session_lifetime_s` already applied) and `nbf`
-    /// against `now`, with leeway.
-    fn check_times(&self, exp: Option<i64>, nbf: Option<i64>, now: i64) -> Result<(), TokenError> {
+    /// The checks that depend on `now`: `exp` (with `max_session_lifetime_s`
+    /// already applied when there is none) and `nbf` with leeway, and the
+    /// token's age.
+    fn check_times(
+        &self,
+        exp: Option<i64>,
+        nbf: Option<i64>,
+        max_until: Option<i64>,
+        now: i64,
+    ) -> Result<(), TokenError> {
         if exp.is_some_and(|exp| now >= exp.saturating_add(self.leeway)) {
             return Err(TokenError::Expired);
         }
         if nbf.is_some_and(|nbf| now.saturating_add(self.leeway) < nbf) {
             return Err(TokenError::NotYetValid);
         }
+        if max_until.is_some_and(|until| now > until) {
+            return Err(TokenError::TooOld);
+        }
         Ok(())
     }
 
-    /// Verifies `token` in full: signature, claims, no cache. The caller
-    /// ([`Verifier::verify`]) has checked its size.
+    /// Verifies `token` in full with the current keys: signature, claims,
+    /// no cache. The caller ([`Verifier::verify`]) has checked its size.
     pub fn verify_uncached(&self, token: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
-        let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|_| TokenError::Malformed)?;
-        let header: Header =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
-        if header.crit.is_some() {
-            // RFC 7515 4.1.11: extensions we do not understand must be refused.
-            return Err(TokenError::UnsupportedAlgorithm);
-        }
-        let algorithm =
-            Algorithm::from_str(&header.alg).map_err(|_| TokenError::UnsupportedAlgorithm)?;
+        self.verify_with(&self.keyed.load().keys, token, now)
+    }
 
-        let mut signature = [0u8; 1024];
-        let sig_len = URL_SAFE_NO_PAD
-            .decode_slice(signature_b64, &mut signature)
-            .map_err(|_| TokenError::Malformed)?;
-        let signature = &signature[..sig_len];
-        let message = &token[..header_b64.len() + 1 + payload_b64.len()];
-
-        let keys = self.keys.load();
-        let mut any_key = false;
-        let mut verified = false;
-        for key in keys.candidates(algorithm, header.kid.as_deref()) {
-            any_key = true;
-            if key.verify(message, signature) {
-                verified = true;
-                break;
-            }
-        }
-        if !any_key {
-            return Err(TokenError::NoMatchingKey);
-        }
-        if !verified {
-            return Err(TokenError::BadSignature);
-        }
-
+    fn verify_with(
+        &self,
+        keys: &KeySet,
+        token: &[u8],
+        now: i64,
+    ) -> Result<VerifiedToken, TokenError> {
+        let parts = check_signature(keys, token)?;
         let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
+            .decode(parts.payload)
             .map_err(|_| TokenError::Malformed)?;
         let seed = ClaimsSeed {
             session_claim: &self.session_claim,
@@ -259,15 +282,45 @@ impl Verifier {
             .deserialize(&mut de)
             .map_err(|_| TokenError::Malformed)?;
         de.end().map_err(|_| TokenError::Malformed)?;
+        if claims.events {
+            // A logout token or a security event token is signed by the
+            // same IdP keys, but it is no access token (RFC 8725 3.11).
+            return Err(TokenError::WrongType);
+        }
 
-        if claims.exp.is_none() && self.require_exp {
+        let in_range = |t: Option<i64>| t.is_none_or(|t| (0..=MAX_TIME_S).contains(&t));
+        if !(in_range(claims.exp) && in_range(claims.nbf) && in_range(claims.iat)) {
+            return Err(TokenError::TimeOutOfRange);
+        }
+        if claims.exp.is_none() && (self.require_exp || claims.iat.is_none()) {
+            // Without exp nor iat a token's age is unknown: it could outlive
+            // every revocation of its session.
             return Err(TokenError::MissingExp);
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now.saturating_add(self.leeway))
+        {
+            // It would survive a user cutoff taken before it "was issued".
+            return Err(TokenError::IssuedInFuture);
         }
         // Without exp, a token lives at most max_session_lifetime_s from iat.
         let exp = claims
             .exp
             .or_else(|| claims.iat.map(|iat| iat.saturating_add(self.max_lifetime)));
-        self.check_times(exp, claims.nbf, now)?;
+        let max_until = claims
+            .iat
+            .map(|iat| iat.saturating_add(self.max_lifetime));
+        self.check_times(exp, claims.nbf, max_until, now)?;
+        if claims.iat.is_none()
+            && claims
+                .exp
+                .is_some_and(|exp| exp.saturating_sub(now) > self.max_lifetime)
+        {
+            // Without iat, an expiry further away than the longest session
+            // means a token that would outlive its session's revocation.
+            return Err(TokenError::TooOld);
+        }
         if self.issuer.is_some() && !claims.issuer_ok {
             return Err(TokenError::Issuer);
         }
@@ -277,17 +330,91 @@ impl Verifier {
 
         let session_id = match claims.session.or(claims.jti) {
             Some(s) => s,
-            None => opaque_session_id(token),
+            None => opaque_session_id(parts.signing_input),
         };
-        let mut verified = VerifiedToken::new(session_id, claims.user, claims.iat, exp);
-        verified.nbf = claims.nbf;
-        Ok(verified)
+        let mut identity = VerifiedToken::new(session_id, claims.user, claims.iat, exp);
+        identity.nbf = claims.nbf;
+        identity.max_until = max_until;
+        Ok(identity)
     }
 }
 
-/// The session id of a token without `sid` or `jti`: lowercase hex SHA-256.
-pub fn opaque_session_id(token: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token))
+/// The parts of a compact JWS whose signature verified.
+struct Signed<'a> {
+    /// `header.payload`, what the signature covers.
+    signing_input: &'a [u8],
+    payload: &'a [u8],
+}
+
+/// Checks a compact JWS against `keys`: shape, header, algorithm, `kid` and
+/// signature; nothing about claims (the payload need not be JSON). The rules
+/// of [`Verifier::verify`] up to the signature, for conformance vectors.
+pub fn verify_signature(keys: &KeySet, token: &[u8]) -> Result<(), TokenError> {
+    check_signature(keys, token).map(|_| ())
+}
+
+fn check_signature<'t>(keys: &KeySet, token: &'t [u8]) -> Result<Signed<'t>, TokenError> {
+    let (header_b64, payload_b64, signature_b64) = split(token)?;
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|_| TokenError::Malformed)?;
+    let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+    if header.crit.is_some() {
+        // RFC 7515 4.1.11: extensions we do not understand must be refused.
+        return Err(TokenError::UnsupportedAlgorithm);
+    }
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| NOT_ACCESS_TOKENS.iter().any(|n| t.eq_ignore_ascii_case(n)))
+    {
+        return Err(TokenError::WrongType);
+    }
+    let algorithm =
+        Algorithm::from_str(&header.alg).map_err(|_| TokenError::UnsupportedAlgorithm)?;
+
+    let mut signature = [0u8; 1024];
+    let sig_len = URL_SAFE_NO_PAD
+        .decode_slice(signature_b64, &mut signature)
+        .map_err(|_| TokenError::Malformed)?;
+    let signature = &signature[..sig_len];
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+
+    let mut any_key = false;
+    for key in keys.candidates(algorithm, header.kid.as_deref()) {
+        any_key = true;
+        if key.verify(signing_input, signature) {
+            return Ok(Signed {
+                signing_input,
+                payload: payload_b64,
+            });
+        }
+    }
+    Err(if any_key {
+        TokenError::BadSignature
+    } else {
+        TokenError::NoMatchingKey
+    })
+}
+
+/// `typ` values of tokens the IdP signs with the same keys that are not
+/// access tokens: OIDC back-channel logout tokens and security event tokens.
+const NOT_ACCESS_TOKENS: [&str; 4] = [
+    "logout+jwt",
+    "application/logout+jwt",
+    "secevent+jwt",
+    "application/secevent+jwt",
+];
+
+/// The session id of a token without `sid` or `jti`: the lowercase hex
+/// SHA-256 of its signing input (`header.payload`), so a re-signed or
+/// re-encoded copy of the same token (ECDSA's `s` and `n - s` both verify)
+/// is the same session.
+pub fn opaque_session_id(signing_input: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        signing_input,
+    ))
 }
 
 /// The three base64url parts of a compact JWS.
@@ -332,6 +459,8 @@ struct Header<'a> {
     kid: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     crit: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    typ: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The claims the gateway reads; everything else is skipped unparsed.
@@ -345,6 +474,8 @@ struct Claims {
     iat: Option<i64>,
     issuer_ok: bool,
     audience_ok: bool,
+    /// An `events` claim: a logout token or a SET, not an access token.
+    events: bool,
 }
 
 struct ClaimsSeed<'a> {
@@ -370,8 +501,24 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
         let mut c = Claims::default();
+        // A claim the gateway reads, given twice, could be read the other
+        // way by the application: refused.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let read = matches!(key.as_ref(), "exp" | "nbf" | "iat" | "iss" | "aud" | "jti" | "events")
+                || key == self.session_claim
+                || key == self.user_claim;
+            if read {
+                if seen.contains(&key) {
+                    return Err(serde::de::Error::custom("duplicate claim"));
+                }
+                seen.push(key.clone());
+            }
             match key.as_ref() {
+                "events" => {
+                    map.next_value::<IgnoredAny>()?;
+                    c.events = true;
+                }
                 "exp" => c.exp = Some(map.next_value::<NumericDate>()?.0),
                 "nbf" => c.nbf = Some(map.next_value::<NumericDate>()?.0),
                 "iat" => c.iat = Some(map.next_value::<NumericDate>()?.0),
@@ -508,6 +655,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
 mod tests {
     use super::*;
     use crate::config::{KeyConfig, KeyMaterial, TokenSource};
+    use aws_lc_rs::hmac;
     use jsonwebtoken::{encode, EncodingKey, Header as JwtHeader};
     use serde_json::json;
 
@@ -562,7 +710,8 @@ mod tests {
         let t = mint(json!({"exp":NOW+60}));
         let got = v.verify(t.as_bytes(), NOW).unwrap();
         assert_eq!(got.session_id.len(), 64);
-        assert_eq!(got.session_id, opaque_session_id(t.as_bytes()));
+        let signing_input = &t[..t.rfind('.').unwrap()];
+        assert_eq!(got.session_id, opaque_session_id(signing_input.as_bytes()));
         assert_eq!(got.user_id, None);
     }
 
@@ -572,7 +721,7 @@ mod tests {
         let t = mint(json!({"sid":"s","exp":NOW}));
         assert!(v.verify(t.as_bytes(), NOW + 29).is_ok());
         assert_eq!(v.verify(t.as_bytes(), NOW + 30), Err(TokenError::Expired));
-        let t = mint(json!({"sid":"s","nbf":NOW+30}));
+        let t = mint(json!({"sid":"s","nbf":NOW+30,"exp":NOW+90}));
         assert!(v.verify(t.as_bytes(), NOW).is_ok());
         assert_eq!(
             v.verify(t.as_bytes(), NOW - 1),
@@ -635,11 +784,11 @@ mod tests {
         c.issuer = Some("https://id.example".into());
         c.audience = Some("app".into());
         let v = Verifier::new(&c).unwrap();
-        let good = mint(json!({"sid":"s","iss":"https://id.example","aud":["x","app"]}));
+        let good = mint(json!({"sid":"s","iss":"https://id.example","aud":["x","app"],"exp":NOW+9}));
         assert!(v.verify(good.as_bytes(), NOW).is_ok());
-        let bad_iss = mint(json!({"sid":"s","iss":"https://evil","aud":"app"}));
+        let bad_iss = mint(json!({"sid":"s","iss":"https://evil","aud":"app","exp":NOW+9}));
         assert_eq!(v.verify(bad_iss.as_bytes(), NOW), Err(TokenError::Issuer));
-        let no_aud = mint(json!({"sid":"s","iss":"https://id.example"}));
+        let no_aud = mint(json!({"sid":"s","iss":"https://id.example","exp":NOW+9}));
         assert_eq!(v.verify(no_aud.as_bytes(), NOW), Err(TokenError::Audience));
     }
 
@@ -661,6 +810,77 @@ mod tests {
         assert_eq!(v.verify(bad.as_bytes(), NOW), Err(TokenError::BadSignature));
         // New keys: nothing verified under the old ones is trusted.
         v.replace_keys(KeySet::load(&[]).unwrap());
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::NoMatchingKey));
+    }
+
+    #[test]
+    fn times_that_would_outlive_a_revocation_are_refused() {
+        let v = Verifier::new(&config()).unwrap(); // leeway 30, max lifetime 3600
+        let t = mint(json!({"sid":"s"}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::MissingExp));
+        let t = mint(json!({"sid":"s","iat":NOW+31,"exp":NOW+600}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::IssuedInFuture));
+        let t = mint(json!({"sid":"s","iat":NOW+30,"exp":NOW+600}));
+        assert!(v.verify(t.as_bytes(), NOW).is_ok(), "within leeway");
+        // Older than the longest session, whatever its exp; on a cache hit too.
+        let t = mint(json!({"sid":"s","iat":NOW-3000,"exp":NOW+99_999}));
+        assert!(v.verify(t.as_bytes(), NOW).is_ok());
+        assert_eq!(v.verify(t.as_bytes(), NOW + 601), Err(TokenError::TooOld));
+        let t = mint(json!({"sid":"s","iat":NOW-3601,"exp":NOW+600}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::TooOld));
+        // Without iat, an exp further than the longest session.
+        let t = mint(json!({"sid":"s","exp":NOW+3601}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::TooOld));
+        let t = mint(json!({"sid":"s","exp":NOW+3600}));
+        assert!(v.verify(t.as_bytes(), NOW).is_ok());
+        // Milliseconds, and past year 9999.
+        let t = mint(json!({"sid":"s","iat":NOW,"exp":(NOW + 60) * 1000}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::TimeOutOfRange));
+        let t = mint(json!({"sid":"s","iat":-1,"exp":NOW + 60}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::TimeOutOfRange));
+    }
+
+    #[test]
+    fn other_tokens_of_the_idp_are_no_access_tokens() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"sid":"s","iat":NOW,"exp":NOW+60,
+            "events":{"http://schemas.openid.net/event/backchannel-logout":{}}}));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::WrongType));
+        let mut h = JwtHeader::new(Algorithm::HS256);
+        h.typ = Some("logout+jwt".into());
+        let t = encode(
+            &h,
+            &json!({"sid":"s","iat":NOW,"exp":NOW+60}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::WrongType));
+    }
+
+    #[test]
+    fn duplicated_claims_are_refused() {
+        let v = Verifier::new(&config()).unwrap();
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let body = format!(r#"{{"sub":"alice","sub":"admin","exp":{}}}"#, NOW + 60);
+        let p = URL_SAFE_NO_PAD.encode(body.as_bytes());
+        let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+        let sig = hmac::sign(&key, format!("{h}.{p}").as_bytes());
+        let t = format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_reload_forgets_tokens_even_when_it_races_a_verification() {
+        let v = Verifier::new(&config()).unwrap();
+        let t = mint(json!({"sid":"s","exp":NOW+60}));
+        // A verification that loaded the old keys, then the reload, then
+        // its insert into the cache: the insert lands in the old cache.
+        let old = v.keyed.load_full();
+        v.replace_keys(KeySet::load(&[]).unwrap());
+        let verified = Arc::new(v.verify_with(&old.keys, t.as_bytes(), NOW).unwrap());
+        if let Some(c) = &old.cache {
+            c.insert(t.as_bytes(), verified);
+        }
         assert_eq!(v.verify(t.as_bytes(), NOW), Err(TokenError::NoMatchingKey));
     }
 
