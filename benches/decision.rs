@@ -83,13 +83,13 @@ fn bench(c: &mut Criterion) {
 
     let enforcer = Enforcer::new(&config(), revocations()).unwrap();
     assert!(matches!(
-        enforcer.decide("/app", &headers, now),
+        enforcer.decide(b"/app", &headers, now).decision,
         Decision::Allow(_)
     ));
 
     let mut group = c.benchmark_group("decision_hs256");
     group.bench_function("sessiongate_decide", |b| {
-        b.iter(|| enforcer.decide(std::hint::black_box("/app"), &headers, now))
+        b.iter(|| enforcer.decide(std::hint::black_box(b"/app"), &headers, now))
     });
 
     let revoked: HashSet<String> = (0..100_000).map(|i| format!("revoked-{i:08}")).collect();
@@ -143,12 +143,12 @@ fn bench(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("decision_with_registry_hs256");
     group.bench_function("decide", |b| {
-        b.iter(|| enforcer.decide(std::hint::black_box("/app"), &headers, now))
+        b.iter(|| enforcer.decide(std::hint::black_box(b"/app"), &headers, now))
     });
     group.bench_function("decide_and_record_session", |b| {
         b.iter(|| {
-            let d = enforcer.decide(std::hint::black_box("/app"), &headers, now);
-            if let Decision::Allow(t) = &d {
+            let d = enforcer.decide(std::hint::black_box(b"/app"), &headers, now);
+            if let Decision::Allow(t) = &d.decision {
                 std::hint::black_box(registry.observe(&Sighting {
                     session_id: &t.session_id,
                     session_key: t.session_key,

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::{Config, TokenSource};
-use crate::revocation::{RevocationSet, Revoked};
 use crate::path::{target_path, PublicPaths};
+use crate::revocation::{RevocationSet, Revoked};
 use crate::token::extract::{self, CredentialError, Strip};
 use crate::token::{KeyLoadError, TokenError, VerifiedToken, Verifier};
 

@@ -95,7 +95,9 @@ impl Gateway {
             Arc::new(Enforcer::new(&config, revocations.clone()).map_err(|e| {
                 anyhow::anyhow!("token.keys[{}].{}: {}", e.index, e.field, e.message)
             })?);
-        enforcer.verifier().with_keys(|keys| report_skipped(keys, &metrics));
+        enforcer
+            .verifier()
+            .with_keys(|keys| report_skipped(keys, &metrics));
         let geoip = Arc::new(
             GeoIp::open(config.geoip.database.as_deref())
                 .map_err(|e| anyhow::anyhow!("{}: geoip.database: {e}", config.file.display()))?,
@@ -353,7 +355,9 @@ fn report_skipped(keys: &KeySet, metrics: &Metrics) {
     for k in keys.skipped() {
         tracing::warn!(kid = k.kid.as_deref().unwrap_or("-"), reason = %k.reason, "JWKS key skipped");
     }
-    metrics.jwks_keys_skipped.inc_by(keys.skipped().len() as u64);
+    metrics
+        .jwks_keys_skipped
+        .inc_by(keys.skipped().len() as u64);
 }
 
 /// Loads the store into memory (the proxy waits for this), then follows the

@@ -26,7 +26,10 @@ impl PublicPaths {
     pub fn matches(&self, path: &[u8]) -> bool {
         !self.prefixes.is_empty()
             && is_canonical(path)
-            && self.prefixes.iter().any(|p| under_prefix(path, p.as_bytes()))
+            && self
+                .prefixes
+                .iter()
+                .any(|p| under_prefix(path, p.as_bytes()))
     }
 }
 
@@ -99,7 +102,16 @@ mod tests {
 
     #[test]
     fn canonical_paths() {
-        for ok in ["/", "/a/b", "/healthz", "/a/b/", "//a", "/a%20b", "/%41", "/a.b/.c/..d"] {
+        for ok in [
+            "/",
+            "/a/b",
+            "/healthz",
+            "/a/b/",
+            "//a",
+            "/a%20b",
+            "/%41",
+            "/a.b/.c/..d",
+        ] {
             assert!(is_canonical(ok.as_bytes()), "{ok}");
         }
         for bad in [

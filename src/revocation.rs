@@ -550,8 +550,16 @@ mod tests {
     fn revocations_outlive_the_longest_session_and_the_token_seen() {
         let r = Retention::new(3600, 30);
         assert_eq!(r.session_until(1000, None), 1000 + 3600 + 30);
-        assert_eq!(r.session_until(1000, Some(1300)), 1000 + 3600 + 30, "short token");
-        assert_eq!(r.session_until(1000, Some(9000)), 9000 + 30, "token lives longer");
+        assert_eq!(
+            r.session_until(1000, Some(1300)),
+            1000 + 3600 + 30,
+            "short token"
+        );
+        assert_eq!(
+            r.session_until(1000, Some(9000)),
+            9000 + 30,
+            "token lives longer"
+        );
         assert_eq!(r.cutoff_until(1001), 1001 + 3600 + 30);
     }
 

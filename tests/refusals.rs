@@ -107,13 +107,19 @@ async fn leeway_on_exp_and_nbf() {
     assert_eq!(body(resp).await["error"], "token_expired");
     // nbf 20 s ahead: inside the leeway; 600 s ahead: not valid yet.
     assert_eq!(
-        gw.get("/", &hs256(&json!({"sid": "c", "nbf": t + 20})))
-            .await
-            .status(),
+        gw.get(
+            "/",
+            &hs256(&json!({"sid": "c", "nbf": t + 20, "exp": t + 600}))
+        )
+        .await
+        .status(),
         200
     );
     let resp = gw
-        .get("/", &hs256(&json!({"sid": "d", "nbf": t + 600})))
+        .get(
+            "/",
+            &hs256(&json!({"sid": "d", "nbf": t + 600, "exp": t + 900})),
+        )
         .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(body(resp).await["error"], "invalid_token");
@@ -151,10 +157,10 @@ async fn oversized_token_is_invalid() {
     let mut cfg = GatewayConfig::new(up.addr);
     cfg.token.push("max_token_bytes = 512".into());
     let gw = Gateway::start(cfg).await;
-    let small = hs256(&json!({"sid": "s", "pad": "x".repeat(100)}));
+    let small = hs256(&json!({"sid": "s", "exp": now() + 60, "pad": "x".repeat(100)}));
     assert!(small.len() <= 512);
     assert_eq!(gw.get("/", &small).await.status(), 200);
-    let big = hs256(&json!({"sid": "s", "pad": "x".repeat(600)}));
+    let big = hs256(&json!({"sid": "s", "exp": now() + 60, "pad": "x".repeat(600)}));
     let resp = gw.get("/", &big).await;
     assert_eq!(resp.status(), 401);
     assert_eq!(body(resp).await["error"], "invalid_token");
@@ -229,7 +235,9 @@ async fn session_id_falls_back_to_jti_then_token_hash() {
 
     let opaque = hs256(&json!({"sub": "dan", "exp": now() + 60}));
     let seen: Value = gw.get("/", &opaque).await.json().await.unwrap();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, opaque.as_bytes());
+    // Over the signing input (header.payload), not the signature.
+    let signing_input = &opaque[..opaque.rfind('.').unwrap()];
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signing_input.as_bytes());
     assert_eq!(seen["headers"]["x-session-id"], hex::encode(digest));
 
     // No user claim: no X-User-Id.

@@ -76,7 +76,7 @@ async fn client_identity_headers_are_stripped() {
 }
 
 #[tokio::test]
-async fn public_prefixes_match_the_normalised_path() {
+async fn public_prefixes_match_canonical_paths_only() {
     let up = TestUpstream::start();
     let mut cfg = GatewayConfig::new(up.addr);
     cfg.enforcement
@@ -87,7 +87,6 @@ async fn public_prefixes_match_the_normalised_path() {
         "/healthz",
         "/healthz/live",
         "/static/app.js",
-        "/static/./img/a.png",
         "/healthz?probe=1",
     ] {
         let (status, _) = raw_get(gw.proxy, ok, &[]).await;
@@ -106,6 +105,7 @@ async fn public_prefixes_match_the_normalised_path() {
         "/static/..;/admin",
         "/static/%252e%252e/admin",
         "/static/%zz",
+        "/static/./img/a.png",
     ] {
         let (status, body) = raw_get(gw.proxy, refused, &[]).await;
         assert_eq!(status, 401, "{refused} must need a token: {body}");

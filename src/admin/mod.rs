@@ -147,10 +147,21 @@ fn error_response(e: ApiError) -> Response<Vec<u8>> {
 
 /// Query parameters, refusing names the endpoint does not know (a typo in
 /// `reason` must not be silently dropped) and repeated names.
-struct Query(Vec<(String, String)>);
+pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
+    /// Parses `query` (`application/x-www-form-urlencoded`), refusing a
+    /// name outside `allowed` or given twice; the error names it.
+    pub fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Query, String> {
+        Self::parse_api(query, allowed).map_err(|e| e.message)
+    }
+
+    /// The decoded value of `name`, when given.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+
+    fn parse_api(query: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if !allowed.contains(&k.as_ref()) {
@@ -235,7 +246,7 @@ fn segments(path: &str) -> Result<Vec<String>, ApiError> {
 
 /// `host` (a `Host` value: name or address, optional port) names this
 /// machine: `localhost`, a loopback address, or `listener`.
-fn is_local_host(host: &str, listener: std::net::IpAddr) -> bool {
+pub fn is_local_host(host: &str, listener: std::net::IpAddr) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         // [v6] or [v6]:port
         match rest.split_once(']') {
@@ -405,23 +416,23 @@ impl AdminApp {
         match segs.as_slice() {
             ["v1", "sessions", sid] => match method {
                 Method::DELETE => {
-                    let q = Query::parse(query, &["reason"])?;
+                    let q = Query::parse_api(query, &["reason"])?;
                     self.revoke_session(checked_id("session id", sid)?, q.reason()?, &actor)
                         .await
                 }
                 Method::GET => {
-                    Query::parse(query, &[])?;
+                    Query::parse_api(query, &[])?;
                     self.session(checked_id("session id", sid)?).await
                 }
                 _ => method_not_allowed("GET, DELETE"),
             },
             ["v1", "users", sub, "sessions"] => match method {
                 Method::GET => {
-                    Query::parse(query, &[])?;
+                    Query::parse_api(query, &[])?;
                     self.user_sessions(checked_id("user id", sub)?).await
                 }
                 Method::DELETE => {
-                    let q = Query::parse(query, &["reason", "except"])?;
+                    let q = Query::parse_api(query, &["reason", "except"])?;
                     let except = match q.get("except") {
                         Some(e) => Some(checked_id("except", e)?),
                         None => None,
@@ -433,14 +444,14 @@ impl AdminApp {
             },
             ["v1", "revocations"] => match method {
                 Method::GET => {
-                    let q = Query::parse(query, &["limit"])?;
+                    let q = Query::parse_api(query, &["limit"])?;
                     self.revocations(q.limit()?).await
                 }
                 _ => method_not_allowed("GET"),
             },
             ["v1", "audit"] => match method {
                 Method::GET => {
-                    let q = Query::parse(query, &["limit", "since"])?;
+                    let q = Query::parse_api(query, &["limit", "since"])?;
                     let since = match q.get("since") {
                         Some(s) => Some(clock::parse_rfc3339_ms(s).ok_or_else(|| {
                             ApiError::bad_request(format!(
@@ -632,6 +643,22 @@ async fn drain_body(session: &mut ServerSession) -> Result<(), ApiError> {
     }
 }
 
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let result = match drain_body(session).await {
+            Ok(()) => self.route(session).await,
+            Err(e) => {
+                session.set_keepalive(None);
+                Err(e)
+            }
+        };
+        let resp = result.unwrap_or_else(error_response);
+        self.metrics.count_admin(resp.status().as_u16());
+        resp
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,21 +694,5 @@ mod tests {
         ] {
             assert!(!is_local_host(bad, listener), "{bad}");
         }
-    }
-}
-
-#[async_trait]
-impl ServeHttp for AdminApp {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let result = match drain_body(session).await {
-            Ok(()) => self.route(session).await,
-            Err(e) => {
-                session.set_keepalive(None);
-                Err(e)
-            }
-        };
-        let resp = result.unwrap_or_else(error_response);
-        self.metrics.count_admin(resp.status().as_u16());
-        resp
     }
 }

@@ -388,7 +388,7 @@ mod tests {
         ]
     }
 
-    fn token<'h>(h: &'h HeaderMap) -> Result<Option<&'h [u8]>, CredentialError> {
+    fn token(h: &HeaderMap) -> Result<Option<&[u8]>, CredentialError> {
         collect(h, &sources()).map(|c| c.token)
     }
 
@@ -464,7 +464,10 @@ mod tests {
         let c = collect(&h, &sources()).unwrap();
         assert_eq!(c.token, Some(&b"t"[..]));
         let s = c.strip(&h, &sources(), true).unwrap();
-        assert_eq!(s.cookie, Some(Some(HeaderValue::from_static("session=t; a=1"))));
+        assert_eq!(
+            s.cookie,
+            Some(Some(HeaderValue::from_static("session=t; a=1")))
+        );
         let h = headers(&[("cookie", "session=t")]);
         let c = collect(&h, &sources()).unwrap();
         let s = c.strip(&h, &sources(), false).unwrap();

@@ -113,9 +113,11 @@ impl KeySet {
                     let loaded = KeySet::from_jwks_json(&text, c.algorithm)
                         .map_err(|e| error(format!("{}: {e}", path.display())))?;
                     let kid_filter = c.kid.as_deref();
-                    set.keys.extend(loaded.keys.keys.into_iter().filter(|k| {
-                        kid_filter.is_none_or(|want| k.kid.as_deref() == Some(want))
-                    }));
+                    set.keys.extend(
+                        loaded.keys.keys.into_iter().filter(|k| {
+                            kid_filter.is_none_or(|want| k.kid.as_deref() == Some(want))
+                        }),
+                    );
                     set.skipped.extend(loaded.skipped);
                 }
             }
@@ -144,17 +146,19 @@ impl KeySet {
         }
         let doc: Document =
             serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
-        let kid_of = |v: &serde_json::Value| v.get("kid").and_then(|k| k.as_str()).map(String::from);
+        let kid_of =
+            |v: &serde_json::Value| v.get("kid").and_then(|k| k.as_str()).map(String::from);
         let mut kids: std::collections::HashMap<String, usize> = Default::default();
         for v in &doc.keys {
             if let Some(kid) = kid_of(v) {
                 *kids.entry(kid).or_default() += 1;
             }
         }
-        let asymmetric = doc
-            .keys
-            .iter()
-            .any(|v| v.get("kty").and_then(|k| k.as_str()).is_some_and(|k| k != "oct"));
+        let asymmetric = doc.keys.iter().any(|v| {
+            v.get("kty")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| k != "oct")
+        });
         let mut out = JwksLoad {
             keys: KeySet::default(),
             skipped: Vec::new(),
@@ -270,13 +274,15 @@ fn public_key(
     }
     .map_err(|e| format!("key rejected for {algorithm:?}: {e}"))?;
     if algorithm.family() == AlgorithmFamily::Rsa {
-        // aws-lc refuses a short modulus only when verifying; say so now.
-        let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(parsed.as_ref())
-            .map(|k| k.key_size_bits())
-            .map_err(|e| format!("RSA key rejected: {e}"))?;
-        if bits < 2048 {
-            return Err(format!("RSA key of {bits} bits; at least 2048 are needed"));
-        }
+        // aws-lc refuses a short modulus only when verifying; the other
+        // rules it does not know.
+        let (n, e) = match key.kind() {
+            DecodingKeyKind::RsaModulusExponent { n, e } => (n.as_slice(), e.as_slice()),
+            DecodingKeyKind::SecretOrDer(der) => {
+                pkcs1_public_key(der).ok_or("not a PKCS#1 RSA public key")?
+            }
+        };
+        check_rsa(n, e)?;
     }
     Ok(Key {
         algorithm,
@@ -383,7 +389,8 @@ fn jwk_key(v: &serde_json::Value, configured: Option<Algorithm>) -> Result<Key, 
         ));
     }
     let kid = text("kid").map(Box::from);
-    let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| format!("not a valid JWK: {e}"))?;
+    let jwk: Jwk =
+        serde_json::from_value(v.clone()).map_err(|e| format!("not a valid JWK: {e}"))?;
     if algorithm.family() == AlgorithmFamily::Hmac {
         let AlgorithmParameters::OctetKey(p) = &jwk.algorithm else {
             return Err("an HMAC key must be kty oct".into());
@@ -399,15 +406,6 @@ fn jwk_key(v: &serde_json::Value, configured: Option<Algorithm>) -> Result<Key, 
             ));
         }
         return hmac_key(algorithm, kid, &secret).ok_or_else(|| "bad HMAC key".to_string());
-    }
-    if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
-        let n = URL_SAFE_NO_PAD
-            .decode(p.n.as_bytes())
-            .map_err(|_| "n is not base64url".to_string())?;
-        let e = URL_SAFE_NO_PAD
-            .decode(p.e.as_bytes())
-            .map_err(|_| "e is not base64url".to_string())?;
-        check_rsa(&n, &e)?;
     }
     let decoded = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
     public_key(algorithm, kid, &decoded)
@@ -427,7 +425,10 @@ fn min_hmac_bytes(algorithm: Algorithm) -> usize {
 fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), String> {
     let n = strip_zeros(n);
     let e = strip_zeros(e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    let Some(first) = n.first() else {
+        return Err("RSA modulus is zero".into());
+    };
+    let bits = n.len() * 8 - first.leading_zeros() as usize;
     if bits < 2048 {
         return Err(format!("RSA key of {bits} bits; at least 2048 are needed"));
     }
@@ -439,6 +440,35 @@ fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), String> {
         return Err("RSA key made by the ROCA-weak generator (CVE-2017-15361)".into());
     }
     Ok(())
+}
+
+/// `(n, e)` of a DER `RSAPublicKey` (RFC 8017 A.1.1: a SEQUENCE of two
+/// INTEGERs), or `None` when `der` is not exactly that.
+fn pkcs1_public_key(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = input.split_first()?;
+        let (&first, mut rest) = rest.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let octets = usize::from(first & 0x7f);
+            if octets == 0 || octets > 4 || rest.len() < octets {
+                return None;
+            }
+            let (len, tail) = rest.split_at(octets);
+            rest = tail;
+            len.iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    let (body, tail) = element(der, 0x30)?;
+    let (n, body) = element(body, 0x02)?;
+    let (e, body) = element(body, 0x02)?;
+    (tail.is_empty() && body.is_empty()).then_some((n, e))
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {

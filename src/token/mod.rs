@@ -95,8 +95,9 @@ pub struct VerifiedToken {
     pub user_id: Option<String>,
     /// Issued-at (UNIX seconds), for per-user cutoffs.
     pub iat: Option<i64>,
-    /// When the token stops being valid (UNIX seconds): its `exp`, else
-    /// `iat` + `max_session_lifetime_s`; `None` when it has neither.
+    /// When the token stops being valid (UNIX seconds): the earlier of its
+    /// `exp` and `iat` + `max_session_lifetime_s` (a revocation of its
+    /// session must last at least until then).
     pub exp: Option<i64>,
     /// Not-before (UNIX seconds), checked again on cache hits.
     pub nbf: Option<i64>,
@@ -243,14 +244,14 @@ impl Verifier {
         max_until: Option<i64>,
         now: i64,
     ) -> Result<(), TokenError> {
+        if max_until.is_some_and(|until| now > until) {
+            return Err(TokenError::TooOld);
+        }
         if exp.is_some_and(|exp| now >= exp.saturating_add(self.leeway)) {
             return Err(TokenError::Expired);
         }
         if nbf.is_some_and(|nbf| now.saturating_add(self.leeway) < nbf) {
             return Err(TokenError::NotYetValid);
-        }
-        if max_until.is_some_and(|until| now > until) {
-            return Err(TokenError::TooOld);
         }
         Ok(())
     }
@@ -268,9 +269,7 @@ impl Verifier {
         now: i64,
     ) -> Result<VerifiedToken, TokenError> {
         let parts = check_signature(keys, token)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(parts.payload)
-            .map_err(|_| TokenError::Malformed)?;
+        let payload = parts.payload;
         let seed = ClaimsSeed {
             session_claim: &self.session_claim,
             user_claim: &self.user_claim,
@@ -304,13 +303,16 @@ impl Verifier {
             // It would survive a user cutoff taken before it "was issued".
             return Err(TokenError::IssuedInFuture);
         }
-        // Without exp, a token lives at most max_session_lifetime_s from iat.
-        let exp = claims
-            .exp
-            .or_else(|| claims.iat.map(|iat| iat.saturating_add(self.max_lifetime)));
-        let max_until = claims
-            .iat
-            .map(|iat| iat.saturating_add(self.max_lifetime));
+        // A token lives at most max_session_lifetime_s from its iat, whatever
+        // its exp says: `exp` is when it stops being valid.
+        // Without exp, that is its expiry (`token_expired` after it); with
+        // a later exp, past it the token is too old (`invalid_token`).
+        let oldest = claims.iat.map(|iat| iat.saturating_add(self.max_lifetime));
+        let (exp, max_until) = match (claims.exp, oldest) {
+            (Some(exp), Some(until)) if exp > until => (Some(until), Some(until)),
+            (Some(exp), _) => (Some(exp), None),
+            (None, until) => (until, None),
+        };
         self.check_times(exp, claims.nbf, max_until, now)?;
         if claims.iat.is_none()
             && claims
@@ -343,7 +345,8 @@ impl Verifier {
 struct Signed<'a> {
     /// `header.payload`, what the signature covers.
     signing_input: &'a [u8],
-    payload: &'a [u8],
+    /// The payload, decoded (strictly: one spelling per payload).
+    payload: Vec<u8>,
 }
 
 /// Checks a compact JWS against `keys`: shape, header, algorithm, `kid` and
@@ -384,9 +387,14 @@ fn check_signature<'t>(keys: &KeySet, token: &'t [u8]) -> Result<Signed<'t>, Tok
     for key in keys.candidates(algorithm, header.kid.as_deref()) {
         any_key = true;
         if key.verify(signing_input, signature) {
+            // Base64url without padding, trailing bits zero (RFC 7515 2):
+            // a payload has one spelling, so a token has one signing input.
+            let payload = URL_SAFE_NO_PAD
+                .decode(payload_b64)
+                .map_err(|_| TokenError::Malformed)?;
             return Ok(Signed {
                 signing_input,
-                payload: payload_b64,
+                payload,
             });
         }
     }
@@ -505,8 +513,10 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         // way by the application: refused.
         let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let read = matches!(key.as_ref(), "exp" | "nbf" | "iat" | "iss" | "aud" | "jti" | "events")
-                || key == self.session_claim
+            let read = matches!(
+                key.as_ref(),
+                "exp" | "nbf" | "iat" | "iss" | "aud" | "jti" | "events"
+            ) || key == self.session_claim
                 || key == self.user_claim;
             if read {
                 if seen.contains(&key) {
@@ -784,7 +794,8 @@ mod tests {
         c.issuer = Some("https://id.example".into());
         c.audience = Some("app".into());
         let v = Verifier::new(&c).unwrap();
-        let good = mint(json!({"sid":"s","iss":"https://id.example","aud":["x","app"],"exp":NOW+9}));
+        let good =
+            mint(json!({"sid":"s","iss":"https://id.example","aud":["x","app"],"exp":NOW+9}));
         assert!(v.verify(good.as_bytes(), NOW).is_ok());
         let bad_iss = mint(json!({"sid":"s","iss":"https://evil","aud":"app","exp":NOW+9}));
         assert_eq!(v.verify(bad_iss.as_bytes(), NOW), Err(TokenError::Issuer));

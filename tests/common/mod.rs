@@ -151,12 +151,17 @@ async fn echo(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<Body>, Infallible> {
-    let mut headers = BTreeMap::new();
+    // A header sent more than once is kept with its values joined by "\n".
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in req.headers() {
-        headers.insert(
-            k.as_str().to_string(),
-            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-        );
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|seen| {
+                seen.push('\n');
+                seen.push_str(&v);
+            })
+            .or_insert(v);
     }
     let path = req.uri().path().to_string();
     let record = Seen {
