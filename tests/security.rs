@@ -139,6 +139,40 @@ async fn purged_revocations_leave_no_valid_token_behind() {
     assert_eq!(gw.get("/", &fresh).await.status(), 200);
 }
 
+/// The same in a cluster: the revocation a gateway writes to Redis lasts as
+/// long, and a gateway that starts later refuses the refreshed token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keeps_the_revocation_as_long() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let up = TestUpstream::start();
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.store = redis.store_lines();
+    let a = Gateway::start(cfg.clone()).await;
+    let t = now();
+    let short = hs256(&json!({"sub": "alice", "sid": "c-phone", "iat": t, "exp": t + 60}));
+    assert_eq!(a.get("/", &short).await.status(), 200);
+    assert_eq!(a.revoke_session("c-phone", "lost").await.status(), 200);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("sessiongate:rev:s:c-phone")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl >= 2_592_000,
+        "the Redis key outlives the 60 s token: TTL {ttl}"
+    );
+    let b = Gateway::start(cfg).await;
+    let refreshed =
+        hs256(&json!({"sub": "alice", "sid": "c-phone", "iat": t + 1, "exp": t + 3600}));
+    assert_eq!(b.get("/", &refreshed).await.status(), 401);
+    let other = hs256(&json!({"sub": "alice", "sid": "c-laptop", "iat": t, "exp": t + 3600}));
+    assert_eq!(b.get("/", &other).await.status(), 200);
+}
+
 // ---------------------------------------------------------- public paths
 
 /// Paths an application may route differently from the gateway are never

@@ -1,7 +1,7 @@
-//! The cluster store: several gateways share one Redis (DESIGN section 9).
+//! The cluster store: several gateways share one Redis.
 //!
 //! A revocation is one Lua script, so Redis runs it atomically: a key that
-//! holds it (expiring when the token it revokes would have), an entry in the
+//! holds it (expiring with the revocation: see `revocation::Retention`), an entry in the
 //! `revocations` stream that every gateway tails, and an entry in the
 //! `audit` stream. The gateway acknowledges only after Redis answered; with
 //! `appendonly yes` and `appendfsync always` Redis answers after the AOF is
