@@ -23,7 +23,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 
 use sessiongate::config::Config;
-use sessiongate::enforcement::{Decision, Enforcer};
+use sessiongate::enforcement::{Decision, Enforcer, Facts};
 use sessiongate::geoip::GeoIp;
 use sessiongate::metrics::Metrics;
 use sessiongate::revocation::{RevocationSet, SessionRevocation, UserCutoff};
@@ -82,14 +82,20 @@ fn bench(c: &mut Criterion) {
     headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
 
     let enforcer = Enforcer::new(&config(), revocations()).unwrap();
+    let facts = |target: &'static [u8]| Facts {
+        target,
+        headers: &headers,
+        now_s: now,
+        store_silent_ms: 0,
+    };
     assert!(matches!(
-        enforcer.decide(b"/app", &headers, now).decision,
+        enforcer.decide(&facts(b"/app")).decision,
         Decision::Allow(_)
     ));
 
     let mut group = c.benchmark_group("decision_hs256");
     group.bench_function("sessiongate_decide", |b| {
-        b.iter(|| enforcer.decide(std::hint::black_box(b"/app"), &headers, now))
+        b.iter(|| enforcer.decide(&facts(std::hint::black_box(b"/app"))))
     });
 
     let revoked: HashSet<String> = (0..100_000).map(|i| format!("revoked-{i:08}")).collect();
@@ -143,11 +149,11 @@ fn bench(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("decision_with_registry_hs256");
     group.bench_function("decide", |b| {
-        b.iter(|| enforcer.decide(std::hint::black_box(b"/app"), &headers, now))
+        b.iter(|| enforcer.decide(&facts(std::hint::black_box(b"/app"))))
     });
     group.bench_function("decide_and_record_session", |b| {
         b.iter(|| {
-            let d = enforcer.decide(std::hint::black_box(b"/app"), &headers, now);
+            let d = enforcer.decide(&facts(std::hint::black_box(b"/app")));
             if let Decision::Allow(t) = &d.decision {
                 std::hint::black_box(registry.observe(&Sighting {
                     session_id: &t.session_id,

@@ -367,6 +367,39 @@ async fn fail_closed_after_refuses_everything_once_cut_off_too_long() {
     );
 }
 
+/// Monitor mode refuses nothing, fail-closed included: the would-be 503 is
+/// forwarded and labelled, as every other would-be refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_forwards_what_fail_closed_would_refuse() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let up = TestUpstream::start();
+    let mut cfg = cluster_config(&up, &redis);
+    cfg.enforcement.push("fail_closed_after_s = 1".into());
+    cfg.enforcement.push(r#"mode = "monitor""#.into());
+    let gw = Gateway::start(cfg).await;
+    let tok = hs256(&claims("u", "m-ok"));
+    let label = |v: &Value| v["headers"]["x-sessiongate-decision"].clone();
+    let v: Value = gw.get("/", &tok).await.json().await.unwrap();
+    assert_eq!(label(&v), "allowed");
+    redis.kill();
+    assert_eventually!(
+        {
+            let resp = gw.get("/", &tok).await;
+            resp.status() == 200
+                && label(&resp.json::<Value>().await.unwrap()) == "store_unavailable"
+        },
+        Duration::from_secs(10),
+        "monitor mode labels, never refuses"
+    );
+    gw.metric_reaches(
+        r#"sessiongate_requests_total{decision="store_unavailable"}"#,
+        1.0,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_visible_from_every_gateway() {
     let Some(redis) = RedisServer::start() else {

@@ -723,6 +723,30 @@ async fn admin_with_a_token_answers_any_host() {
     assert_eq!(status, 401);
 }
 
+/// The self-service page accepts exactly the tokens the proxy accepts: an
+/// identity that cannot travel in a header is no identity on either.
+#[tokio::test]
+async fn self_service_refuses_what_the_proxy_refuses() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let t = now();
+    let control = hs256(&json!({"sub": "alice\u{7}", "sid": "ctl", "iat": t, "exp": t + 60}));
+    assert_eq!(gw.get("/", &control).await.status(), 401);
+    let resp = gw.get("/.sessiongate/sessions", &control).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(json_body(resp).await["error"], "invalid_token");
+    let good = hs256(&json!({"sub": "alice", "sid": "ctl2", "iat": t, "exp": t + 60}));
+    let resp = gw
+        .admin_client()
+        .get(gw.url("/.sessiongate/sessions"))
+        .bearer_auth(&good)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 // ------------------------------------------------------------------ body
 
 /// A revocation without a reason reports `"reason": null`.

@@ -40,6 +40,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     pub client_ip: IpAddr,
     pub now_ms: i64,
+    /// Milliseconds since the store last answered (fail-closed).
+    pub store_silent_ms: i64,
 }
 
 /// The answer: status, headers, body, and the decision to count.
@@ -255,10 +257,11 @@ impl SelfService {
                 return error(req.headers, status, code, "No such page.", None);
             }
         };
-        let token = match self
-            .enforcer
-            .authenticate(req.headers, req.now_ms.div_euclid(1000))
-        {
+        let token = match self.enforcer.authenticate(
+            req.headers,
+            req.now_ms.div_euclid(1000),
+            req.store_silent_ms,
+        ) {
             Ok(t) => t,
             Err(refusal) => return self.refused(req, &refusal),
         };

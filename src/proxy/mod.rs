@@ -21,12 +21,12 @@ use crate::client_ip::TrustedProxies;
 use crate::clock;
 use crate::closer::{self, ConnectionRegistry};
 use crate::config::{Config, Mode};
-use crate::enforcement::{Decision, Enforcer, Outcome, Refusal, RenderedRefusal};
+use crate::enforcement::{Decision, Enforcer, Facts, Outcome, Refusal, RenderedRefusal};
 use crate::metrics::Metrics;
 use crate::sessions::{SessionRegistry, Sighting};
 use crate::store::Health;
 use crate::token::extract::{same_header, Strip};
-use crate::token::{TokenError, VerifiedToken};
+use crate::token::VerifiedToken;
 
 pub const X_SESSION_ID: &str = "X-Session-Id";
 pub const X_USER_ID: &str = "X-User-Id";
@@ -89,7 +89,6 @@ pub struct Proxy {
     self_service: Arc<SelfService>,
     trusted: TrustedProxies,
     health: Arc<Health>,
-    fail_closed_after_ms: Option<i64>,
     peer: HttpPeer,
     mode: Mode,
     login_url: Option<HeaderValue>,
@@ -128,10 +127,6 @@ impl Proxy {
             self_service,
             trusted: TrustedProxies::new(config.geoip.trusted_proxies.clone()),
             health,
-            fail_closed_after_ms: config
-                .enforcement
-                .fail_closed_after
-                .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             peer,
             mode: config.enforcement.mode,
             login_url: config.enforcement.login_url.clone(),
@@ -168,6 +163,60 @@ impl Proxy {
             .map(Refusal::Revoked)
     }
 
+    /// An allowed request: made closable, its sighting recorded, forwarded
+    /// with its identity. Refused after all when a revocation landed
+    /// between the decision and the attachment, or when the sighting is an
+    /// unconfirmed new location (`sessions.refuse_new_location`).
+    async fn forward_allowed(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        token: Arc<VerifiedToken>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        if let Some(refusal) = self.attach(ctx.conn.as_ref(), &token) {
+            ctx.outcome = Some(refusal.outcome());
+            self.refuse(session, &refusal).await?;
+            return Ok(true);
+        }
+        ctx.websocket = is_websocket_upgrade(session.req_header());
+        let client_ip = self.client_ip(session);
+        let seen = {
+            let req = session.req_header();
+            self.sessions.observe(&Sighting {
+                session_id: &token.session_id,
+                session_key: token.session_key,
+                user_id: token.user_id.as_deref(),
+                iat: token.iat,
+                exp: token.exp,
+                ip: client_ip,
+                user_agent: req
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or(b""),
+                now_ms,
+            })
+        };
+        if seen.unconfirmed_new_location {
+            ctx.outcome = Some(Outcome::NewLocation);
+            self.refuse(session, &Refusal::NewLocation).await?;
+            return Ok(true);
+        }
+        let req = session.req_header_mut();
+        if let Some(geo) = &seen.geo {
+            if let Some(c) = &geo.country_header {
+                req.insert_header(X_GEO_COUNTRY, c.clone())?;
+            }
+            if let Some(c) = &geo.city_header {
+                req.insert_header(X_GEO_CITY, c.clone())?;
+            }
+        }
+        add_identity(req, &token)?;
+        ctx.identity = Some(token);
+        Ok(false)
+    }
+
     /// A public request: forwarded whatever its token. One that verified
     /// adds its identity and makes the connection closable like any other;
     /// one that turns out revoked once attached is removed instead.
@@ -182,12 +231,11 @@ impl Proxy {
             return Ok(());
         };
         if self.attach(ctx.conn.as_ref(), &token).is_some() {
+            // Revoked between the decision and the attachment: as any
+            // revoked token on a public path, it is not passed on.
             self.detach(ctx.conn.as_deref());
-            if self.mode == Mode::Enforce {
-                let strip = self.enforcer.strip_all(&session.req_header().headers);
-                if let Some(strip) = strip {
-                    apply_strip(session, &strip)?;
-                }
+            if let Some(strip) = self.enforcer.strip_all(&session.req_header().headers) {
+                apply_strip(session, &strip)?;
             }
             return Ok(());
         }
@@ -238,6 +286,7 @@ impl Proxy {
             }
         } else {
             let req = session.req_header();
+            let now_ms = clock::now_ms();
             self.self_service
                 .handle(&selfservice::Request {
                     method: &req.method,
@@ -246,7 +295,8 @@ impl Proxy {
                     headers: &req.headers,
                     body: &body,
                     client_ip,
-                    now_ms: clock::now_ms(),
+                    now_ms,
+                    store_silent_ms: self.health.silent_for_ms(now_ms),
                 })
                 .await
         };
@@ -384,111 +434,44 @@ impl ProxyHttp for Proxy {
 
         let started = Instant::now();
         let now_ms = clock::now_ms();
-        if let Some(limit) = self.fail_closed_after_ms {
-            if self.health.silent_for_ms(now_ms) > limit {
-                ctx.outcome = Some(Outcome::StoreUnavailable);
-                self.detach(ctx.conn.as_deref());
-                self.refuse(session, &Refusal::StoreUnavailable).await?;
-                return Ok(true);
-            }
-        }
         let verdict = {
             let req = session.req_header();
-            self.enforcer
-                .decide(req.raw_path(), &req.headers, now_ms.div_euclid(1000))
+            self.enforcer.decide(&Facts {
+                target: req.raw_path(),
+                headers: &req.headers,
+                now_s: now_ms.div_euclid(1000),
+                store_silent_ms: self.health.silent_for_ms(now_ms),
+            })
         };
         ctx.decided_in = Some(started.elapsed());
-        // Monitor mode forwards the request as the application would have
-        // had it without the gateway.
-        if let (Some(strip), Mode::Enforce) = (&verdict.strip, self.mode) {
+        ctx.outcome = verdict.outcome();
+        if let Some(strip) = &verdict.strip {
             apply_strip(session, strip)?;
         }
+        if let Some(label) = verdict.monitor_label {
+            session
+                .req_header_mut()
+                .insert_header(X_SESSIONGATE_DECISION, label)?;
+        }
 
-        let refusal = match verdict.decision {
+        match verdict.decision {
             Decision::Reserved => {
                 self.detach(ctx.conn.as_deref());
                 ctx.outcome = self.serve_self_service(session).await?;
-                return Ok(true);
+                Ok(true)
             }
             Decision::Public(identity) => {
-                ctx.outcome = Some(Outcome::Public);
                 self.forward_public(session, ctx, identity)?;
-                None
-            }
-            // A claim that cannot travel in a header is not an identity.
-            Decision::Allow(token) if !token.is_representable() => {
-                self.detach(ctx.conn.as_deref());
-                Some(Refusal::InvalidToken(TokenError::Malformed))
-            }
-            Decision::Allow(token) => {
-                if let Some(refusal) = self.attach(ctx.conn.as_ref(), &token) {
-                    ctx.outcome = Some(refusal.outcome());
-                    self.refuse(session, &refusal).await?;
-                    return Ok(true);
-                }
-                ctx.websocket = is_websocket_upgrade(session.req_header());
-                let client_ip = self.client_ip(session);
-                let seen = {
-                    let req = session.req_header();
-                    self.sessions.observe(&Sighting {
-                        session_id: &token.session_id,
-                        session_key: token.session_key,
-                        user_id: token.user_id.as_deref(),
-                        iat: token.iat,
-                        exp: token.exp,
-                        ip: client_ip,
-                        user_agent: req
-                            .headers
-                            .get(http::header::USER_AGENT)
-                            .map(|v| v.as_bytes())
-                            .unwrap_or(b""),
-                        now_ms,
-                    })
-                };
-                if seen.unconfirmed_new_location {
-                    ctx.outcome = Some(Outcome::NewLocation);
-                    self.refuse(session, &Refusal::NewLocation).await?;
-                    return Ok(true);
-                }
-                let req = session.req_header_mut();
-                if let Some(geo) = &seen.geo {
-                    if let Some(c) = &geo.country_header {
-                        req.insert_header(X_GEO_COUNTRY, c.clone())?;
-                    }
-                    if let Some(c) = &geo.city_header {
-                        req.insert_header(X_GEO_CITY, c.clone())?;
-                    }
-                }
-                add_identity(req, &token)?;
-                ctx.outcome = Some(Outcome::Allowed);
-                ctx.identity = Some(token);
-                None
-            }
-            Decision::Refuse(r) => {
-                self.detach(ctx.conn.as_deref());
-                Some(r)
-            }
-        };
-
-        match (refusal, self.mode) {
-            (None, Mode::Enforce) => Ok(false),
-            (None, Mode::Monitor) => {
-                let label = ctx.outcome.map(Outcome::label).unwrap_or("allowed");
-                session
-                    .req_header_mut()
-                    .insert_header(X_SESSIONGATE_DECISION, label)?;
                 Ok(false)
             }
-            (Some(r), Mode::Enforce) => {
-                ctx.outcome = Some(r.outcome());
+            Decision::Allow(token) => self.forward_allowed(session, ctx, token, now_ms).await,
+            Decision::Refuse(r) => {
+                self.detach(ctx.conn.as_deref());
                 self.refuse(session, &r).await?;
                 Ok(true)
             }
-            (Some(r), Mode::Monitor) => {
-                ctx.outcome = Some(r.outcome());
-                session
-                    .req_header_mut()
-                    .insert_header(X_SESSIONGATE_DECISION, r.code())?;
+            Decision::Monitored(_) => {
+                self.detach(ctx.conn.as_deref());
                 Ok(false)
             }
         }

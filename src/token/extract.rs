@@ -221,12 +221,6 @@ pub fn collect<'h>(
     Ok(found)
 }
 
-/// The first token found in `sources` (ambiguity not checked): for callers
-/// that only read, such as the self-service page's own cookie.
-pub fn find_token<'h>(headers: &'h HeaderMap, sources: &[TokenSource]) -> Option<&'h [u8]> {
-    collect(headers, sources).ok().and_then(|c| c.token)
-}
-
 /// True when header `name` (lowercase, as `http` stores it) is `canonical`
 /// to an application: case-insensitive, `_` read as `-`.
 pub fn same_header(name: &str, canonical: &str) -> bool {

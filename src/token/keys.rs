@@ -475,3 +475,133 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
     &b[first..]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The P-256 public key of tests/keys/es256 as a JWK, with `extra` members.
+    fn ec(extra: serde_json::Value) -> serde_json::Value {
+        let mut k = json!({
+            "kty": "EC", "crv": "P-256",
+            "x": "vDL1bGeBtL-RUQQLo_YKOdRORs1lUjWNwVmONLsjIWg",
+            "y": "XN-pbuCLLrqE_Njk13IehZQISU_5IsS0bjUwPkqP5Mg",
+        });
+        if let (Some(k), Some(extra)) = (k.as_object_mut(), extra.as_object()) {
+            k.extend(extra.clone());
+        }
+        k
+    }
+
+    fn load(keys: &[serde_json::Value], configured: Option<Algorithm>) -> JwksLoad {
+        KeySet::from_jwks_json(&json!({ "keys": keys }).to_string(), configured).unwrap()
+    }
+
+    #[test]
+    fn a_key_verifies_only_the_family_of_its_type() {
+        // Labelled HS256 in the JWK, or by the config entry's algorithm.
+        let l = load(&[ec(json!({"alg": "HS256", "kid": "a"}))], None);
+        assert!(l.keys.is_empty());
+        assert!(
+            l.skipped[0].reason.contains("cannot verify HS256"),
+            "{:?}",
+            l.skipped
+        );
+        let l = load(&[ec(json!({"kid": "a"}))], Some(Algorithm::HS256));
+        assert!(l.keys.is_empty(), "config algorithm HS256 on an EC key");
+        let l = load(&[ec(json!({"alg": "ES384"}))], None);
+        assert!(l.keys.is_empty(), "P-256 key for ES384");
+        let l = load(&[ec(json!({"alg": "RS256"}))], None);
+        assert!(l.keys.is_empty());
+        let l = load(&[ec(json!({"alg": "ES256", "kid": "good"}))], None);
+        assert_eq!(l.keys.len(), 1);
+        let l = load(&[ec(json!({}))], None);
+        assert_eq!(l.keys.len(), 1, "alg inferred from the curve");
+    }
+
+    #[test]
+    fn use_and_key_ops_must_allow_verifying() {
+        for extra in [
+            json!({"use": "enc"}),
+            json!({"use": 1}),
+            json!({"key_ops": ["encrypt"]}),
+            json!({"key_ops": ["sign"]}),
+            json!({"key_ops": "verify"}),
+        ] {
+            let l = load(&[ec(extra.clone())], None);
+            assert!(l.keys.is_empty(), "{extra}");
+            assert_eq!(l.skipped.len(), 1);
+        }
+        for extra in [
+            json!({"use": "sig"}),
+            json!({"key_ops": ["sign", "verify"]}),
+        ] {
+            assert_eq!(load(&[ec(extra.clone())], None).keys.len(), 1, "{extra}");
+        }
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_and_the_rest_loaded() {
+        let secret = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let short = URL_SAFE_NO_PAD.encode([7u8; 31]);
+        let l = load(
+            &[
+                json!({"kty": "oct", "alg": "HS256", "kid": "short", "k": short}),
+                json!({"kty": "oct", "alg": "A256GCM", "kid": "aes", "k": secret}),
+                json!({"kty": "oct", "alg": "HS256", "kid": "good", "k": secret}),
+                json!({"no": "kty"}),
+            ],
+            None,
+        );
+        assert_eq!(l.keys.len(), 1, "{:?}", l.skipped);
+        let kids: Vec<_> = l.skipped.iter().map(|s| s.kid.as_deref()).collect();
+        assert_eq!(kids, [Some("short"), Some("aes"), None]);
+        // Degenerate RSA keys are skipped, not a panic.
+        let l = load(
+            &[
+                json!({"kty": "RSA", "alg": "RS256", "kid": "zero", "n": "AA", "e": "AQAB"}),
+                json!({"kty": "RSA", "alg": "RS256", "kid": "empty", "n": "", "e": "AQAB"}),
+                json!({"kty": "RSA", "alg": "RS256", "kid": "e1", "n": "AQAB", "e": "AQ"}),
+            ],
+            None,
+        );
+        assert!(l.keys.is_empty());
+        assert_eq!(l.skipped.len(), 3);
+        assert!(check_rsa(&[], &[1, 0, 1]).is_err());
+        assert!(check_rsa(&[0, 0], &[1, 0, 1]).is_err());
+        assert!(check_rsa(&[0xff; 256], &[1]).is_err(), "e = 1");
+        assert!(check_rsa(&[0xff; 256], &[1, 0, 0]).is_err(), "even e");
+        assert!(check_rsa(&[0xff; 255], &[1, 0, 1]).is_err(), "2040 bits");
+        // A secret beside public keys is a published secret; a shared kid
+        // is ambiguous.
+        let l = load(
+            &[
+                json!({"kty": "oct", "alg": "HS256", "kid": "s", "k": secret}),
+                ec(json!({"kid": "e"})),
+                ec(json!({"kid": "dup"})),
+                ec(json!({"kid": "dup"})),
+            ],
+            None,
+        );
+        assert_eq!(l.keys.len(), 1);
+        assert_eq!(l.keys.keys[0].kid.as_deref(), Some("e"));
+        assert!(KeySet::from_jwks_json("{\"keys\": 1}", None).is_err());
+        assert!(KeySet::from_jwks_json("not json", None).is_err());
+    }
+
+    #[test]
+    fn pkcs1_public_keys_parse_strictly() {
+        let der = [0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03];
+        assert_eq!(pkcs1_public_key(&der), Some((&[5u8][..], &[3u8][..])));
+        assert_eq!(pkcs1_public_key(&der[..7]), None);
+        assert_eq!(
+            pkcs1_public_key(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+        assert_eq!(pkcs1_public_key(&[]), None);
+        let mut trailing = der.to_vec();
+        trailing.push(0);
+        assert_eq!(pkcs1_public_key(&trailing), None);
+    }
+}
