@@ -8,6 +8,7 @@
 #   benches/load.sh                 # one round
 #   ROUNDS=3 benches/load.sh        # interleaved rounds, medians
 #   BENCH_DIR=/path/to/shared/bench benches/load.sh
+#   SG_BIN=/path/to/other/sessiongate benches/load.sh   # A/B against another build
 #
 # Every other bench.sh setting (DURATION, CONNS, PIN, SERVER_CPUS, ...) passes
 # through. The peers need: apt-get install -y haproxy nginx-light
@@ -24,7 +25,7 @@ SERVER_CPUS="${SERVER_CPUS:-1}"
 
 echo "== building release binaries" >&2
 (cd "$ROOT" && cargo build --release --quiet --bin sessiongate --example bare_proxy)
-SG="$ROOT/target/release/sessiongate"
+SG="${SG_BIN:-$ROOT/target/release/sessiongate}"
 BARE="$ROOT/target/release/examples/bare_proxy"
 
 # Keys, tokens and the revocation list come from the harness (same files as the peers).

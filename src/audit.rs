@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::clock;
 
-/// What was done. Serialised in snake_case as DESIGN section 10 lists.
+/// What was done. Serialised in snake_case, as the audit API answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {

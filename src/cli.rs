@@ -1,4 +1,4 @@
-//! The command line (DESIGN section 2). Exit codes: 0 success, 1 when the
+//! The command line (README, "Command line"). Exit codes: 0 success, 1 when the
 //! admin API refused or failed (or the gateway could not start), 2 on usage
 //! or configuration errors.
 

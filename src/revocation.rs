@@ -64,7 +64,7 @@ impl Revocation {
     }
 }
 
-/// The JSON shape of a revocation in `GET /v1/revocations` (DESIGN section 10).
+/// The JSON shape of a revocation in `GET /v1/revocations` (README, "Revoking sessions").
 #[derive(Debug, Serialize)]
 pub struct RevocationView {
     pub kind: &'static str,

@@ -11,6 +11,14 @@ use common::*;
 fn check(text: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.toml");
+    // `JWKS` stands for a JWKS file whose only key may not verify anything.
+    let jwks = dir.path().join("enc.json");
+    std::fs::write(
+        &jwks,
+        r#"{"keys":[{"kty":"oct","alg":"HS256","use":"enc","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}]}"#,
+    )
+    .unwrap();
+    let text = text.replace("\"JWKS\"", &format!("{:?}", jwks.display().to_string()));
     std::fs::write(&path, text).unwrap();
     let out = Command::new(binary())
         .args(["check-config", "--config"])
@@ -102,6 +110,33 @@ fn check_config_names_file_line_and_key() {
             "missing field `upstream`",
         ),
         ("this is not toml", "FILE:1"),
+        // Out-of-range values are refused with the key named, not clamped.
+        (
+            &format!("{GOOD}\n[store]\npurge_interval_s = 0\n"),
+            "FILE:12: store.purge_interval_s: must be from 1 to",
+        ),
+        (
+            &GOOD.replace(
+                "address = \"127.0.0.1:3000\"",
+                "address = \"127.0.0.1:3000\"\nconnect_timeout_ms = 0",
+            ),
+            "FILE:6: upstream.connect_timeout_ms: must be from 1 to",
+        ),
+        (
+            &format!("{GOOD}\n[sessions]\nidle_ttl_s = 99999999999999\n"),
+            "sessions.idle_ttl_s: must be from 1 to",
+        ),
+        (
+            &format!("{GOOD}\n[enforcement]\npublic_paths = [\"/a/../b\"]\n"),
+            "enforcement.public_paths[0]: \"/a/../b\" must be a plain canonical path prefix",
+        ),
+        // A JWKS file whose keys are all unusable.
+        (
+            &GOOD
+                .replace("secret = \"s\"", "jwks_file = \"JWKS\"")
+                .replace("algorithm = \"HS256\"\n", ""),
+            "token.keys: no usable key",
+        ),
     ];
     for (text, want) in cases {
         let (code, _, err) = check(text);

@@ -1,4 +1,4 @@
-//! Self-service on the proxy listener (DESIGN section 7): the user's own
+//! Self-service on the proxy listener: the user's own
 //! sessions as a page or JSON, and logging one of them out, or all others.
 //!
 //! Authenticated by the user's own session token, like any request. A user

@@ -333,7 +333,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         h2c: raw.listen.h2c,
         keepalive_timeout: (raw.listen.keepalive_timeout_s > 0)
             .then(|| Duration::from_secs(raw.listen.keepalive_timeout_s)),
-        tls_reload: Duration::from_secs(raw.listen.tls_reload_s.max(1)),
+        tls_reload: positive_secs("listen.tls_reload_s", raw.listen.tls_reload_s)?,
         request_header_timeout: (raw.listen.request_header_timeout_s > 0)
             .then(|| Duration::from_secs(raw.listen.request_header_timeout_s)),
     };
@@ -443,7 +443,7 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         },
         path: resolve(dir, &raw.store.path),
         redis_url: raw.store.redis_url,
-        purge_interval: Duration::from_secs(raw.store.purge_interval_s.max(1)),
+        purge_interval: positive_secs("store.purge_interval_s", raw.store.purge_interval_s)?,
         busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
         redis_prefix: raw.store.redis_prefix,
         redis_stream_maxlen: raw.store.redis_stream_maxlen.max(100),
@@ -477,16 +477,20 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
     let geoip = Geoip {
         database: non_empty(raw.geoip.database).map(|p| resolve(dir, &p)),
         trusted_proxies,
-        reload: Duration::from_secs(raw.geoip.reload_s.max(1)),
+        reload: positive_secs("geoip.reload_s", raw.geoip.reload_s)?,
     };
 
     if raw.sessions.max_tracked == 0 {
         return Err(KeyError::new("sessions.max_tracked", "must be at least 1"));
     }
     let sessions = Sessions {
-        idle_ttl_ms: raw.sessions.idle_ttl_s.clamp(1, i64::MAX as u64 / 1000) as i64 * 1000,
+        idle_ttl_ms: positive_secs("sessions.idle_ttl_s", raw.sessions.idle_ttl_s)?.as_millis()
+            as i64,
         max_tracked: raw.sessions.max_tracked,
-        persist_interval: Duration::from_secs(raw.sessions.persist_interval_s.max(1)),
+        persist_interval: positive_secs(
+            "sessions.persist_interval_s",
+            raw.sessions.persist_interval_s,
+        )?,
         refuse_new_location: raw.sessions.refuse_new_location,
     };
 
@@ -568,7 +572,7 @@ fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
         address: raw.address,
         tls: raw.tls,
         sni,
-        connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
+        connect_timeout: positive_ms("upstream.connect_timeout_ms", raw.connect_timeout_ms)?,
         read_timeout: (raw.read_timeout_s > 0).then(|| Duration::from_secs(raw.read_timeout_s)),
         x_forwarded: raw.x_forwarded,
     })
@@ -648,7 +652,7 @@ fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyErro
         max_session_lifetime_s: raw.max_session_lifetime_s,
         require_exp: raw.require_exp,
         cache_entries: raw.cache_entries,
-        jwks_reload: Duration::from_secs(raw.jwks_reload_s.max(1)),
+        jwks_reload: positive_secs("token.jwks_reload_s", raw.jwks_reload_s)?,
         keys,
     };
     // Load every key once now, so that a bad PEM or JWKS file is a config error.
@@ -662,6 +666,36 @@ fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyErro
         ));
     }
     Ok(config)
+}
+
+/// Longest interval a `*_s` key takes: ten years (also keeps every
+/// derived millisecond count far from overflow).
+const MAX_INTERVAL_S: u64 = 10 * 365 * 24 * 3600;
+
+/// A number of seconds from 1 to [`MAX_INTERVAL_S`]; anything else is
+/// refused with the key named (never clamped).
+fn positive_secs(key: &str, value: u64) -> Result<Duration, KeyError> {
+    if value == 0 || value > MAX_INTERVAL_S {
+        return Err(KeyError::new(
+            key,
+            format!("must be from 1 to {MAX_INTERVAL_S} seconds, not {value}"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+/// A number of milliseconds from 1 to [`MAX_INTERVAL_S`] seconds.
+fn positive_ms(key: &str, value: u64) -> Result<Duration, KeyError> {
+    if value == 0 || value > MAX_INTERVAL_S * 1000 {
+        return Err(KeyError::new(
+            key,
+            format!(
+                "must be from 1 to {} milliseconds, not {value}",
+                MAX_INTERVAL_S * 1000
+            ),
+        ));
+    }
+    Ok(Duration::from_millis(value))
 }
 
 fn validate_key(i: usize, k: RawKey, dir: &Path) -> Result<KeyConfig, KeyError> {

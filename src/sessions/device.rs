@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-/// Kind of device, as DESIGN section 10 names them.
+/// Kind of device, as the session object names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {

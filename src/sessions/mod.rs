@@ -72,7 +72,7 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    /// The session object of DESIGN section 10. `current` is added for
+    /// The session object of the admin API and self-service (README, "Revoking sessions"). `current` is added for
     /// self-service.
     pub fn view(&self, revoked: Option<&Revoked>, current: Option<bool>) -> Value {
         let geo = self.geo.as_ref().map(|g| {
