@@ -11,7 +11,15 @@ use arc_swap::ArcSwap;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
 
-use crate::config::ListenTls;
+/// Certificate chain and key files of a TLS listener (proxy or admin),
+/// checked at load time.
+#[derive(Debug, Clone)]
+pub struct ListenTls {
+    /// PEM certificate chain.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key.
+    pub key_file: std::path::PathBuf,
+}
 
 /// Why a certificate and key cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,11 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use jsonwebtoken::{AlgorithmFamily, EncodingKey, Header};
-use serde_json::json;
 
-use crate::config::{Config, KeyMaterial};
-use crate::gateway::{Gateway, ProcessOptions};
+use crate::config::Config;
+use crate::gateway::ProcessOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -140,7 +138,7 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
-            run(config, ProcessOptions { upgrade, daemon }, Vec::new())
+            crate::gateway::run(config, ProcessOptions { upgrade, daemon }, Vec::new())
         }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
@@ -161,7 +159,7 @@ pub fn main() -> ExitCode {
                 Err(e) => return config_error(e),
             };
             let iat = iat.unwrap_or_else(crate::clock::now_s);
-            match mint(&config, &sub, &sid, iat, ttl) {
+            match crate::token::mint::mint(&config.token, &sub, &sid, iat, ttl) {
                 Ok(t) => {
                     println!("{t}");
                     ExitCode::SUCCESS
@@ -385,68 +383,6 @@ fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
 fn config_error(e: crate::config::ConfigError) -> ExitCode {
     eprintln!("{e}");
     ExitCode::from(2)
-}
-
-/// Runs a gateway until it is told to stop.
-pub fn run(
-    config: Config,
-    options: ProcessOptions,
-    extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
-) -> ExitCode {
-    let file = config.file.clone();
-    let gateway = match Gateway::new(config) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("{}: cannot start: {e:#}", file.display());
-            return ExitCode::from(1);
-        }
-    };
-    match gateway.server(options, extra) {
-        Ok(server) => server.run_forever(),
-        Err(e) => {
-            eprintln!("cannot start: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Mints an HS* token with the first HMAC key of `config`.
-pub fn mint(
-    config: &Config,
-    sub: &str,
-    sid: &str,
-    iat: i64,
-    ttl: Duration,
-) -> Result<String, String> {
-    let key = config
-        .token
-        .keys
-        .iter()
-        .find(|k| {
-            matches!(k.material, KeyMaterial::Secret(_))
-                && k.algorithm
-                    .is_some_and(|a| a.family() == AlgorithmFamily::Hmac)
-        })
-        .ok_or("token.keys: no HMAC key (secret, secret_env or secret_base64) to mint with")?;
-    let (KeyMaterial::Secret(secret), Some(alg)) = (&key.material, key.algorithm) else {
-        return Err("token.keys: no HMAC key".into());
-    };
-    let mut header = Header::new(alg);
-    header.kid = key.kid.clone();
-    let mut claims = json!({
-        config.token.user_claim.clone(): sub,
-        config.token.session_claim.clone(): sid,
-        "iat": iat,
-        "exp": iat.saturating_add(ttl.as_secs().min(i64::MAX as u64) as i64),
-    });
-    if let Some(iss) = &config.token.issuer {
-        claims["iss"] = json!(iss);
-    }
-    if let Some(aud) = &config.token.audience {
-        claims["aud"] = json!(aud);
-    }
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret))
-        .map_err(|e| e.to_string())
 }
 
 fn encode_segment(s: &str) -> String {

@@ -79,8 +79,8 @@ pub fn run(dir: &Path) -> ExitCode {
     let ttl = Duration::from_secs(12 * 3600);
     let now = crate::clock::now_s();
     let (laptop, phone) = match (
-        crate::cli::mint(&config, "alice", &laptop_sid, now, ttl),
-        crate::cli::mint(&config, "alice", &phone_sid, now, ttl),
+        crate::token::mint::mint(&config.token, "alice", &laptop_sid, now, ttl),
+        crate::token::mint::mint(&config.token, "alice", &phone_sid, now, ttl),
     ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -122,7 +122,7 @@ Ctrl-C stops the demo.
         dir = dir.display()
     );
 
-    crate::cli::run(
+    crate::gateway::run(
         config,
         ProcessOptions::default(),
         vec![Box::new(crate::echo::service(UPSTREAM))],

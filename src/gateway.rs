@@ -618,3 +618,26 @@ impl BackgroundService for FileWatch {
         }
     }
 }
+
+/// Runs a gateway until it is told to stop.
+pub fn run(
+    config: Config,
+    options: ProcessOptions,
+    extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
+) -> std::process::ExitCode {
+    let file = config.file.clone();
+    let gateway = match Gateway::new(config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{}: cannot start: {e:#}", file.display());
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match gateway.server(options, extra) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("cannot start: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -8,7 +8,6 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::closer::{CloseReason, Kind};
 use crate::enforcement::Outcome;
 
 pub const REQUESTS_TOTAL: &str = "sessiongate_requests_total";
@@ -38,6 +37,48 @@ const DECISION_BUCKETS: &[f64] = &[
     0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
     0.01,
 ];
+
+/// What a connection is carrying, for the open-connections gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Http = 0,
+    Sse = 1,
+    Websocket = 2,
+}
+
+impl Kind {
+    /// Every label, in index order.
+    pub const ALL: [Kind; 3] = [Kind::Http, Kind::Sse, Kind::Websocket];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Sse => "sse",
+            Kind::Websocket => "websocket",
+        }
+    }
+}
+
+/// Why a connection was closed, for `sessiongate_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    SessionRevoked = 0,
+    UserRevoked = 1,
+}
+
+impl CloseReason {
+    /// Every label, in index order.
+    pub const ALL: [CloseReason; 2] = [CloseReason::SessionRevoked, CloseReason::UserRevoked];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::SessionRevoked => "session_revoked",
+            CloseReason::UserRevoked => "user_revoked",
+        }
+    }
+}
 
 /// Kinds of revocation counted by [`REVOCATIONS_TOTAL`].
 #[derive(Debug, Clone, Copy)]

@@ -23,43 +23,7 @@ use dashmap::DashMap;
 use crate::metrics::Metrics;
 use crate::revocation::{session_key, SessionKey};
 
-/// What a connection is carrying, for the open-connections gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Http = 0,
-    Sse = 1,
-    Websocket = 2,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Http, Kind::Sse, Kind::Websocket];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Http => "http",
-            Kind::Sse => "sse",
-            Kind::Websocket => "websocket",
-        }
-    }
-}
-
-/// Why a connection was closed, for `sessiongate_connections_closed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    SessionRevoked = 0,
-    UserRevoked = 1,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 2] = [CloseReason::SessionRevoked, CloseReason::UserRevoked];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::SessionRevoked => "session_revoked",
-            CloseReason::UserRevoked => "user_revoked",
-        }
-    }
-}
+pub use crate::metrics::{CloseReason, Kind};
 
 /// The session a connection carries, by key (no strings: behind a load
 /// balancer's pooled connections, the session changes on most requests).

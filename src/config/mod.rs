@@ -92,12 +92,7 @@ pub struct Listen {
     pub request_header_timeout: Option<Duration>,
 }
 
-/// Certificate and key of the proxy listener, checked at load time.
-#[derive(Debug, Clone)]
-pub struct ListenTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
+pub use crate::certificate::ListenTls;
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -110,68 +105,7 @@ pub struct Upstream {
     pub x_forwarded: bool,
 }
 
-/// Where a request's token is looked for, in configured order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `Authorization: Bearer <token>`.
-    Bearer,
-    /// A cookie of this name.
-    Cookie(String),
-    /// A header whose whole value is the token.
-    Header(http::HeaderName),
-}
-
-#[derive(Debug, Clone)]
-pub struct TokenConfig {
-    pub sources: Vec<TokenSource>,
-    pub session_claim: String,
-    pub user_claim: String,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub leeway_s: u64,
-    pub max_token_bytes: usize,
-    pub max_session_lifetime_s: u64,
-    pub require_exp: bool,
-    pub cache_entries: usize,
-    pub jwks_reload: Duration,
-    pub keys: Vec<KeyConfig>,
-}
-
-/// One configured verification key (or JWKS file of keys).
-#[derive(Clone)]
-pub struct KeyConfig {
-    /// Required for secrets and PEM files; for JWKS the JWK's own `alg` wins.
-    pub algorithm: Option<Algorithm>,
-    pub kid: Option<String>,
-    pub material: KeyMaterial,
-}
-
-impl fmt::Debug for KeyConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyConfig")
-            .field("algorithm", &self.algorithm)
-            .field("kid", &self.kid)
-            .field("material", &self.material)
-            .finish()
-    }
-}
-
-#[derive(Clone)]
-pub enum KeyMaterial {
-    Secret(Vec<u8>),
-    PublicKeyFile(PathBuf),
-    JwksFile(PathBuf),
-}
-
-impl fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyMaterial::Secret(_) => f.write_str("Secret([redacted])"),
-            KeyMaterial::PublicKeyFile(p) => write!(f, "PublicKeyFile({})", p.display()),
-            KeyMaterial::JwksFile(p) => write!(f, "JwksFile({})", p.display()),
-        }
-    }
-}
+pub use crate::token::settings::{KeyConfig, KeyMaterial, TokenConfig, TokenSource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -32,25 +32,7 @@ pub use device::{Device, DeviceKind};
 /// is new.
 pub const NEW_LOCATION_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// A session as stored durably.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SessionRecord {
-    pub session_id: String,
-    pub user_id: Option<String>,
-    pub ip: String,
-    pub user_agent: String,
-    pub country: Option<String>,
-    pub city: Option<String>,
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub requests: u64,
-    pub iat: Option<i64>,
-    pub exp: Option<i64>,
-    pub new_location: bool,
-    pub confirmed: bool,
-}
+pub use crate::store::SessionRecord;
 
 /// A session as the pages and the admin API show it.
 #[derive(Debug, Clone)]

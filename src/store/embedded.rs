@@ -10,11 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
+use super::SessionRecord;
 use super::{Changes, Loaded, Sink, Store, StoreError};
 use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
-use crate::sessions::SessionRecord;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS revocations (

@@ -16,10 +16,44 @@ use async_trait::async_trait;
 
 use crate::audit::AuditEntry;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
-use crate::sessions::SessionRecord;
 
 pub use self::redis::RedisStore;
 pub use embedded::Embedded;
+
+/// A session as stored durably.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRecord {
+    /// The session id (`sid`, `jti`, or the token digest).
+    pub session_id: String,
+    /// The user id, when the token has one.
+    pub user_id: Option<String>,
+    /// Client address last seen.
+    pub ip: String,
+    /// `User-Agent` first seen.
+    pub user_agent: String,
+    /// ISO 3166-1 alpha-2 country last seen.
+    pub country: Option<String>,
+    /// City last seen (with a City database).
+    pub city: Option<String>,
+    /// Coordinates last seen.
+    pub latitude: Option<f64>,
+    /// Coordinates last seen.
+    pub longitude: Option<f64>,
+    /// First sighting, UNIX milliseconds.
+    pub first_seen_ms: i64,
+    /// Last sighting, UNIX milliseconds.
+    pub last_seen_ms: i64,
+    /// Requests seen.
+    pub requests: u64,
+    /// The token's `iat`, for the user's cutoffs.
+    pub iat: Option<i64>,
+    /// When the token last seen stops being valid.
+    pub exp: Option<i64>,
+    /// First seen from a country new for its user.
+    pub new_location: bool,
+    /// That new location was confirmed by the user.
+    pub confirmed: bool,
+}
 
 /// The store could not do what was asked. Maps to 503 `store_unavailable`.
 #[derive(Debug, thiserror::Error)]

@@ -25,11 +25,11 @@ use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::SessionRecord;
 use super::{Changes, Loaded, Sink, Store, StoreError};
 use crate::audit::AuditEntry;
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
-use crate::sessions::SessionRecord;
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {

@@ -20,7 +20,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::TokenSource;
+use super::settings::TokenSource;
 
 /// Why a request's credentials cannot be trusted: `400 invalid_request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

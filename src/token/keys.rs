@@ -11,7 +11,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 
-use crate::config::{KeyConfig, KeyMaterial};
+use super::settings::{KeyConfig, KeyMaterial};
 
 /// A key ready to verify signatures of exactly one algorithm.
 pub struct Key {

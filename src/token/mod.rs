@@ -11,7 +11,9 @@
 pub mod cache;
 pub mod extract;
 pub mod keys;
+pub mod mint;
 pub mod roca;
+pub mod settings;
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,10 +26,10 @@ use jsonwebtoken::Algorithm;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::config::TokenConfig;
 use crate::revocation::{session_key, SessionKey};
 pub use cache::TokenCache;
 pub use keys::{KeyLoadError, KeySet};
+use settings::TokenConfig;
 
 /// Why a token was not accepted. `Expired` maps to `token_expired`; every
 /// other kind to `invalid_token` with [`TokenError::description`].
@@ -663,8 +665,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::settings::{KeyConfig, KeyMaterial, TokenSource};
     use super::*;
-    use crate::config::{KeyConfig, KeyMaterial, TokenSource};
     use aws_lc_rs::hmac;
     use jsonwebtoken::{encode, EncodingKey, Header as JwtHeader};
     use serde_json::json;
