@@ -10,13 +10,18 @@ use crate::clock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// One session was revoked (`revoke_session`).
     RevokeSession,
+    /// A user's sessions were cut off (`revoke_user`).
     RevokeUser,
+    /// A session was first seen from a country new for its user (`new_location`).
     NewLocation,
+    /// The user confirmed a session's new location (`confirm_location`).
     ConfirmLocation,
 }
 
 impl Action {
+    /// The snake_case name, as stored and serialised.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::RevokeSession => "revoke_session",
@@ -26,6 +31,7 @@ impl Action {
         }
     }
 
+    /// The action named by [`Action::as_str`]; `None` for any other string.
     pub fn parse(s: &str) -> Option<Action> {
         Some(match s {
             "revoke_session" => Action::RevokeSession,
@@ -40,28 +46,39 @@ impl Action {
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// When it happened, UNIX milliseconds.
     pub at_ms: i64,
     /// `admin` for the admin token, `user:<sub>` for self-service.
     pub actor: String,
+    /// Client address of the request that caused it, when known.
     pub actor_ip: Option<String>,
+    /// What was done.
     pub action: Action,
     /// `session:<sid>` or `user:<sub>`.
     pub target: String,
+    /// Free-text reason given with the action (may be empty).
     pub reason: String,
 }
 
 /// JSON shape of an entry in `GET /v1/audit` and in the log.
 #[derive(Debug, Serialize)]
 pub struct AuditView<'a> {
+    /// [`AuditEntry::at_ms`] as RFC 3339 UTC with milliseconds.
     pub time: String,
+    /// [`AuditEntry::actor`].
     pub actor: &'a str,
+    /// [`AuditEntry::actor_ip`].
     pub actor_ip: Option<&'a str>,
+    /// [`AuditEntry::action`].
     pub action: Action,
+    /// [`AuditEntry::target`].
     pub target: &'a str,
+    /// [`AuditEntry::reason`].
     pub reason: &'a str,
 }
 
 impl AuditEntry {
+    /// The entry in its JSON shape, borrowing from `self`.
     pub fn view(&self) -> AuditView<'_> {
         AuditView {
             time: clock::rfc3339_ms(self.at_ms),

@@ -20,10 +20,12 @@ use crate::store::{Store, StoreError};
 pub struct Actor {
     /// `admin`, or `user:<sub>` for self-service.
     pub name: String,
+    /// Client address of the request, when known.
     pub ip: Option<String>,
 }
 
 impl Actor {
+    /// The holder of the admin token (`admin`), calling from `ip`.
     pub fn admin(ip: Option<String>) -> Actor {
         Actor {
             name: "admin".into(),
@@ -31,6 +33,7 @@ impl Actor {
         }
     }
 
+    /// User `sub` acting on their own sessions (`user:<sub>`), from `ip`.
     pub fn user(sub: &str, ip: Option<String>) -> Actor {
         Actor {
             name: format!("user:{sub}"),
@@ -39,6 +42,8 @@ impl Actor {
     }
 }
 
+/// Takes and applies revocations: written to the store first, then to the
+/// in-memory set and the open connections, then to the audit log.
 pub struct Authority {
     store: Arc<dyn Store>,
     revocations: Arc<RevocationSet>,
@@ -54,6 +59,9 @@ impl std::fmt::Debug for Authority {
 }
 
 impl Authority {
+    /// An authority writing to `store` and `revocations`, closing
+    /// connections in `connections`; `retention` sets how long each
+    /// revocation is kept.
     pub fn new(
         store: Arc<dyn Store>,
         revocations: Arc<RevocationSet>,
@@ -70,10 +78,12 @@ impl Authority {
         }
     }
 
+    /// The durable store revocations are written to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
+    /// The in-memory revocation set requests are checked against.
     pub fn revocations(&self) -> &Arc<RevocationSet> {
         &self.revocations
     }
@@ -225,6 +235,7 @@ impl Authority {
         Ok(in_memory.max(stored))
     }
 
+    /// Sets the revoked-sessions and user-cutoffs gauges from the in-memory set.
     pub fn refresh_gauges(&self) {
         self.metrics
             .revoked_sessions

@@ -75,6 +75,7 @@ impl fmt::Debug for Certificate {
 }
 
 impl Certificate {
+    /// Loads `files` into a certificate to serve; refuses them as [`load`] does.
     pub fn open(files: ListenTls) -> Result<Arc<Certificate>, LoadError> {
         let key = load(&files)?;
         Ok(Arc::new(Certificate {
@@ -83,6 +84,7 @@ impl Certificate {
         }))
     }
 
+    /// The certificate and key files this certificate is (re)loaded from.
     pub fn files(&self) -> &ListenTls {
         &self.files
     }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::gateway::ProcessOptions;
 
+/// The `sessiongate` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "sessiongate",
@@ -18,14 +19,17 @@ use crate::gateway::ProcessOptions;
     about = "Session revocation at the gateway"
 )]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// One `sessiongate` subcommand and its arguments.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
     Run {
+        /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
         /// Take over the listeners of a running gateway (graceful upgrade:
@@ -38,15 +42,19 @@ pub enum Command {
     },
     /// Validate a configuration file: exit 0, or exit 2 naming file, line and key.
     CheckConfig {
+        /// Configuration file to validate.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Mint a token with the configuration's first HMAC key (tests, demos).
     Token {
+        /// Configuration file whose first HMAC key signs the token.
         #[arg(long, short)]
         config: PathBuf,
+        /// User id, written to the configured user claim (token.user_claim).
         #[arg(long)]
         sub: String,
+        /// Session id, written to the configured session claim (token.session_claim).
         #[arg(long)]
         sid: String,
         /// Lifetime, e.g. 1h, 30m, 7d.
@@ -64,43 +72,53 @@ pub enum Command {
     },
     /// Run only the built-in echo upstream (what config/sessiongate.toml expects).
     Echo {
+        /// Address (ip:port) the echo upstream listens on.
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: String,
     },
     /// Revoke a session, or every session of a user (admin client).
     Revoke {
+        /// How to reach the admin API.
         #[command(flatten)]
         admin: AdminArgs,
+        /// Session id to revoke.
         #[arg(long, conflicts_with = "user", required_unless_present = "user")]
         session: Option<String>,
+        /// User id whose sessions are all revoked.
         #[arg(long)]
         user: Option<String>,
         /// With --user: the session to keep.
         #[arg(long, requires = "user")]
         except: Option<String>,
+        /// Reason recorded in the audit trail.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Revoke every session id listed in a file (one per line), straight into
     /// the configured store; a running gateway applies them from the store.
     Import {
+        /// Configuration file naming the store to write to.
         #[arg(long, short)]
         config: PathBuf,
         /// File of session ids, one per line ("-" for standard input).
         #[arg(long)]
         sessions: PathBuf,
+        /// Reason recorded for every revocation and audit entry.
         #[arg(long, default_value = "imported")]
         reason: String,
     },
     /// List a user's sessions as a table (admin client).
     Sessions {
+        /// How to reach the admin API.
         #[command(flatten)]
         admin: AdminArgs,
+        /// User id whose sessions are listed.
         #[arg(long)]
         user: String,
     },
 }
 
+/// How an admin client reaches the admin API: base URL, token, trusted CA.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// Admin API base URL, e.g. http://127.0.0.1:9090

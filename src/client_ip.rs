@@ -22,10 +22,12 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 }
 
 impl TrustedProxies {
+    /// Trusts the peers and forwarding hops inside `nets` (empty: trusts none).
     pub fn new(nets: Vec<IpNet>) -> Self {
         TrustedProxies { nets }
     }
 
+    /// True when no proxy is trusted: `X-Forwarded-For` is never believed.
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }

@@ -12,8 +12,11 @@ use rand::RngCore;
 use crate::config::Config;
 use crate::gateway::ProcessOptions;
 
+/// Address the demo gateway's proxy listener binds.
 pub const PROXY: &str = "127.0.0.1:8080";
+/// Address the demo's admin API binds.
 pub const ADMIN: &str = "127.0.0.1:9090";
+/// Address the demo's built-in echo upstream binds.
 pub const UPSTREAM: &str = "127.0.0.1:3000";
 
 fn random_hex(bytes: usize) -> String {

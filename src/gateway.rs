@@ -7,9 +7,8 @@
 //! memory, and only then does the proxy service start accepting traffic
 //! (a pingora service dependency).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -28,6 +27,7 @@ use crate::closer::app::Closable;
 use crate::closer::ConnectionRegistry;
 use crate::config::{Backend, Config, KeyMaterial};
 use crate::enforcement::Enforcer;
+use crate::file_watch::FileWatch;
 use crate::geoip::GeoIp;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -562,58 +562,6 @@ impl BackgroundService for Purge {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "expired revocations purged"),
                 Err(e) => tracing::warn!(error = %e, "purge failed"),
-            }
-        }
-    }
-}
-
-/// What a changed set of files reloads: the GeoIP database, the JWKS keys,
-/// a listener's certificate.
-type Reload = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
-
-/// Reloads something when one of its files changes (modification time or
-/// size). A change that does not load keeps what is in use, is logged once,
-/// and is tried again at the file's next change.
-struct FileWatch {
-    what: &'static str,
-    files: Vec<PathBuf>,
-    interval: Duration,
-    reload: Reload,
-}
-
-fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
-    files
-        .iter()
-        .map(|p| {
-            let m = std::fs::metadata(p).ok()?;
-            Some((m.modified().ok()?, m.len()))
-        })
-        .collect()
-}
-
-#[async_trait]
-impl BackgroundService for FileWatch {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = stamps(&self.files);
-        let mut tick = tokio::time::interval(self.interval);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let now = stamps(&self.files);
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match (self.reload)() {
-                Ok(()) => tracing::info!(what = self.what, files = ?self.files, "reloaded"),
-                Err(e) => tracing::error!(
-                    what = self.what,
-                    files = ?self.files,
-                    error = %e,
-                    "changed but cannot be loaded; keeping the previous one"
-                ),
             }
         }
     }

@@ -33,8 +33,11 @@ const CACHE_CAPACITY: usize = 100_000;
 pub struct Geo {
     /// ISO 3166-1 alpha-2.
     pub country: Option<String>,
+    /// City name (English when the database has it); never empty.
     pub city: Option<String>,
+    /// Latitude in decimal degrees.
     pub latitude: Option<f64>,
+    /// Longitude in decimal degrees.
     pub longitude: Option<f64>,
     /// `X-Geo-Country` value, built once.
     pub country_header: Option<HeaderValue>,
@@ -182,7 +185,9 @@ impl<'de> Deserialize<'de> for Named {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct GeoIpError {
+    /// The database file, or `bundled database`.
     pub path: String,
+    /// What went wrong reading or parsing it.
     pub message: String,
 }
 

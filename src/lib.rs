@@ -23,6 +23,7 @@
 //!   `config`: the validated configuration; `cli`: the command line.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod audit;
@@ -36,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod echo;
 pub mod enforcement;
+pub mod file_watch;
 pub mod gateway;
 pub mod geoip;
 pub mod metrics;

@@ -10,21 +10,37 @@ use prometheus::{
 
 use crate::enforcement::Outcome;
 
+/// Counter: requests on the proxy listener, labelled `decision` by their [`Outcome`].
 pub const REQUESTS_TOTAL: &str = "sessiongate_requests_total";
+/// Histogram: gateway-side decision time per request (token and revocation check), in seconds.
 pub const REQUEST_DURATION_SECONDS: &str = "sessiongate_request_duration_seconds";
+/// Gauge: revoked sessions held in memory.
 pub const REVOKED_SESSIONS: &str = "sessiongate_revoked_sessions";
+/// Gauge: per-user cutoffs held in memory.
 pub const USER_CUTOFFS: &str = "sessiongate_user_cutoffs";
+/// Counter: requests that failed to reach or be answered by the upstream.
 pub const UPSTREAM_ERRORS_TOTAL: &str = "sessiongate_upstream_errors_total";
+/// Counter: store operations that failed (writes, loads, change-log reads, readiness pings).
 pub const STORE_ERRORS_TOTAL: &str = "sessiongate_store_errors_total";
+/// Counter: revocations acknowledged by this gateway, labelled `kind` (`session` or `user`).
 pub const REVOCATIONS_TOTAL: &str = "sessiongate_revocations_total";
+/// Counter: admin API requests, labelled `class` by status (`2xx` for 200-399, `4xx`, `5xx`).
 pub const ADMIN_REQUESTS_TOTAL: &str = "sessiongate_admin_requests_total";
+/// Counter: connections (HTTP/2: streams) closed because their session was revoked, labelled `reason` by [`CloseReason`].
 pub const CONNECTIONS_CLOSED_TOTAL: &str = "sessiongate_connections_closed_total";
+/// Gauge: open downstream connections (HTTP/2: streams) carrying a session, labelled `kind` by [`Kind`].
 pub const OPEN_CONNECTIONS: &str = "sessiongate_open_connections";
+/// Histogram: time from a revocation being applied here to its connection being closed, in seconds.
 pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds";
+/// Gauge: sessions in the in-memory session registry.
 pub const TRACKED_SESSIONS: &str = "sessiongate_tracked_sessions";
+/// Counter: sessions seen from a country none of the user's recent sessions came from.
 pub const NEW_LOCATIONS_TOTAL: &str = "sessiongate_new_locations_total";
+/// Histogram: time from a revocation being taken (by any gateway) to its application here, in seconds, for revocations read from the store's change log.
 pub const REVOCATION_PROPAGATION_SECONDS: &str = "sessiongate_revocation_propagation_seconds";
+/// Counter: client connections closed for not completing a request header within `listen.request_header_timeout_s`.
 pub const HEADER_TIMEOUTS_TOTAL: &str = "sessiongate_request_header_timeouts_total";
+/// Counter: JWKS keys left unused because the gateway cannot use them safely.
 pub const JWKS_KEYS_SKIPPED_TOTAL: &str = "sessiongate_jwks_keys_skipped_total";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
@@ -41,8 +57,11 @@ const DECISION_BUCKETS: &[f64] = &[
 /// What a connection is carrying, for the open-connections gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Plain HTTP requests and responses (`http`).
     Http = 0,
+    /// A server-sent event stream response (`sse`).
     Sse = 1,
+    /// An upgraded WebSocket connection (`websocket`).
     Websocket = 2,
 }
 
@@ -63,7 +82,9 @@ impl Kind {
 /// Why a connection was closed, for `sessiongate_connections_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// The connection's session was revoked (`session_revoked`).
     SessionRevoked = 0,
+    /// A cutoff for the connection's user ended it (`user_revoked`).
     UserRevoked = 1,
 }
 
@@ -83,17 +104,25 @@ impl CloseReason {
 /// Kinds of revocation counted by [`REVOCATIONS_TOTAL`].
 #[derive(Debug, Clone, Copy)]
 pub enum RevocationKind {
+    /// One session revoked (`session`).
     Session,
+    /// A per-user cutoff (`user`).
     User,
 }
 
+/// Every metric the gateway exports, registered on one Prometheus registry.
 pub struct Metrics {
     registry: Registry,
     requests: Vec<IntCounter>,
+    /// [`REQUEST_DURATION_SECONDS`].
     pub request_duration: Histogram,
+    /// [`REVOKED_SESSIONS`].
     pub revoked_sessions: IntGauge,
+    /// [`USER_CUTOFFS`].
     pub user_cutoffs: IntGauge,
+    /// [`UPSTREAM_ERRORS_TOTAL`].
     pub upstream_errors: IntCounter,
+    /// [`STORE_ERRORS_TOTAL`].
     pub store_errors: IntCounter,
     revocations: [IntCounter; 2],
     admin_ok: IntCounter,
@@ -101,11 +130,17 @@ pub struct Metrics {
     admin_server_error: IntCounter,
     open_connections: Vec<IntGauge>,
     connections_closed: Vec<IntCounter>,
+    /// [`REVOCATION_CLOSE_SECONDS`].
     pub revocation_close_seconds: Histogram,
+    /// [`TRACKED_SESSIONS`].
     pub tracked_sessions: IntGauge,
+    /// [`NEW_LOCATIONS_TOTAL`].
     pub new_locations: IntCounter,
+    /// [`REVOCATION_PROPAGATION_SECONDS`].
     pub revocation_propagation_seconds: Histogram,
+    /// [`HEADER_TIMEOUTS_TOTAL`].
     pub header_timeouts: IntCounter,
+    /// [`JWKS_KEYS_SKIPPED_TOTAL`].
     pub jwks_keys_skipped: IntCounter,
 }
 
@@ -271,14 +306,18 @@ impl Metrics {
         &self.open_connections[kind as usize]
     }
 
+    /// Counts one connection closed by a revocation under `reason`.
     pub fn count_closed(&self, reason: CloseReason) {
         self.connections_closed[reason as usize].inc();
     }
 
+    /// Counts one acknowledged revocation of `kind`.
     pub fn count_revocation(&self, kind: RevocationKind) {
         self.revocations[kind as usize].inc();
     }
 
+    /// Counts one admin API response by its status class: 200-399 as `2xx`,
+    /// 400-499 as `4xx`, anything else as `5xx`.
     pub fn count_admin(&self, status: u16) {
         match status {
             200..=399 => self.admin_ok.inc(),

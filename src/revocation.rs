@@ -18,12 +18,15 @@ use crate::clock;
 /// One revoked session, as stored durably and listed by the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRevocation {
+    /// The revoked session id (the token's session claim).
     pub session_id: String,
     /// When it was revoked (UNIX milliseconds).
     pub revoked_at_ms: i64,
     /// When the token it revokes can no longer be valid (UNIX seconds).
     pub expires_at: i64,
+    /// Free-text reason given with the revocation (may be empty).
     pub reason: String,
+    /// Who revoked it: `admin`, `user:<sub>` or `import`.
     pub actor: String,
 }
 
@@ -31,24 +34,33 @@ pub struct SessionRevocation {
 /// refused, except those of session `except`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserCutoff {
+    /// The user (the token's user claim) whose sessions are cut off.
     pub user_id: String,
     /// UNIX seconds; a token is refused when `iat < not_before`.
     pub not_before: i64,
+    /// The one session id the cutoff spares, if any.
     pub except: Option<String>,
+    /// When the cutoff was made (UNIX milliseconds).
     pub revoked_at_ms: i64,
+    /// When the cutoff may be dropped (UNIX seconds).
     pub expires_at: i64,
+    /// Free-text reason given with the cutoff (may be empty).
     pub reason: String,
+    /// Who made it: `admin` or `user:<sub>`.
     pub actor: String,
 }
 
 /// Either kind of revocation, for lists and for changes read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
+    /// One revoked session.
     Session(SessionRevocation),
+    /// A per-user cutoff.
     User(UserCutoff),
 }
 
 impl Revocation {
+    /// When the revocation may be dropped (UNIX seconds).
     pub fn expires_at(&self) -> i64 {
         match self {
             Revocation::Session(s) => s.expires_at,
@@ -56,6 +68,7 @@ impl Revocation {
         }
     }
 
+    /// When the revocation was made (UNIX milliseconds).
     pub fn revoked_at_ms(&self) -> i64 {
         match self {
             Revocation::Session(s) => s.revoked_at_ms,
@@ -67,12 +80,19 @@ impl Revocation {
 /// The JSON shape of a revocation in `GET /v1/revocations` (README, "Revoking sessions").
 #[derive(Debug, Serialize)]
 pub struct RevocationView {
+    /// `session` or `user`.
     pub kind: &'static str,
+    /// The session id or the user id.
     pub target: String,
+    /// When it was made, RFC 3339 UTC with milliseconds.
     pub at: String,
+    /// Free-text reason (may be empty).
     pub reason: String,
+    /// Who made it.
     pub actor: String,
+    /// When it may be dropped, RFC 3339 UTC to the second.
     pub expires_at: String,
+    /// For a user cutoff, the session it spares; always `None` for a session.
     pub except: Option<String>,
 }
 
@@ -115,6 +135,7 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// From `token.max_session_lifetime_s` and `token.leeway_s` (seconds).
     pub fn new(max_session_lifetime_s: u64, leeway_s: u64) -> Retention {
         let clamp = |v: u64| v.min(i64::MAX as u64 / 4) as i64;
         Retention {
@@ -143,7 +164,10 @@ impl Retention {
 /// Why a session is refused: what the `session_revoked` body reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revoked {
+    /// When the session or cutoff was revoked (UNIX milliseconds).
     pub revoked_at_ms: i64,
+    /// The revocation's reason; empty when none was given, or for a session
+    /// revoked once [`MAX_REASONS`] distinct texts were already held.
     pub reason: Arc<str>,
 }
 
@@ -190,6 +214,7 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// Builds [`KeyHasher`]s, for maps keyed by [`SessionKey`].
 pub type KeyBuild = BuildHasherDefault<KeyHasher>;
 
 /// The low 96 bits of a [`SessionKey`], as the revocation set stores it
@@ -301,6 +326,7 @@ impl Default for RevocationSet {
 }
 
 impl RevocationSet {
+    /// An empty set.
     pub fn new() -> Self {
         Self::default()
     }

@@ -83,11 +83,16 @@ footer { margin-top: 2.5rem; color: var(--muted); font-size: .85rem; }
 
 /// Everything the page shows.
 pub struct PageData<'a> {
+    /// The signed-in user.
     pub user_id: &'a str,
+    /// The session the page is viewed from (marked, and never offered a
+    /// log-out of its own).
     pub current_session_id: &'a str,
+    /// The CSRF token every form posts back as `csrf_token`.
     pub csrf_token: &'a str,
     /// Newest `last_seen` first; revoked sessions already left out.
     pub sessions: &'a [SessionInfo],
+    /// The current time (UNIX milliseconds), for "5 minutes ago".
     pub now_ms: i64,
     /// What just happened (after a form post), shown at the top.
     pub notice: Option<Notice>,
@@ -96,12 +101,16 @@ pub struct PageData<'a> {
 /// The outcome of a form post, carried back to the page in `?done=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
+    /// One session was logged out (`logged_out`).
     LoggedOut,
+    /// Every other session was logged out (`logged_out_others`).
     LoggedOutOthers,
+    /// A new location was confirmed (`confirmed`).
     Confirmed,
 }
 
 impl Notice {
+    /// The `?done=` value.
     pub fn key(self) -> &'static str {
         match self {
             Notice::LoggedOut => "logged_out",
@@ -110,6 +119,8 @@ impl Notice {
         }
     }
 
+    /// The notice named by the `done` parameter of `query`; `None` when
+    /// there is no query, no `done`, or an unknown value.
     pub fn from_query(query: Option<&str>) -> Option<Notice> {
         let done = form_urlencoded::parse(query?.as_bytes())
             .find(|(k, _)| k == "done")?

@@ -33,12 +33,19 @@ const LOGOUT_OTHERS: &str = "/.sessiongate/logout-others";
 /// A request to a self-service path, as plain data.
 #[derive(Debug)]
 pub struct Request<'a> {
+    /// The request method.
     pub method: &'a Method,
+    /// The request path (under `/.sessiongate/`).
     pub path: &'a str,
+    /// The query string, without the `?`.
     pub query: Option<&'a str>,
+    /// The request headers: the token, `Accept`, the CSRF token.
     pub headers: &'a HeaderMap,
+    /// The whole request body (a form post's `csrf_token` is read from it).
     pub body: &'a [u8],
+    /// The client address, recorded for audit entries and the session.
     pub client_ip: IpAddr,
+    /// When the request arrived (UNIX milliseconds).
     pub now_ms: i64,
     /// Milliseconds since the store last answered (fail-closed).
     pub store_silent_ms: i64,
@@ -47,9 +54,15 @@ pub struct Request<'a> {
 /// The answer: status, headers, body, and the decision to count.
 #[derive(Debug)]
 pub struct Response {
+    /// The response status.
     pub status: StatusCode,
+    /// The response headers (content type, caching and security headers,
+    /// `Location` for redirects).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The response body: HTML, JSON or plain text.
     pub body: Bytes,
+    /// The decision to count in `sessiongate_requests_total`; `None` (no
+    /// such self-service path) counts nothing.
     pub outcome: Option<Outcome>,
 }
 
@@ -186,6 +199,9 @@ impl std::fmt::Debug for SelfService {
 }
 
 impl SelfService {
+    /// Self-service authenticating with `enforcer`, listing from `sessions`
+    /// and the store, revoking through `authority`; refused browser requests
+    /// go to `login_url` (`enforcement.login_url`) when it is set.
     pub fn new(
         enforcer: Arc<Enforcer>,
         sessions: Arc<SessionRegistry>,

@@ -39,6 +39,8 @@ pub struct Cancellable<A> {
 }
 
 impl<A> Cancellable<A> {
+    /// Wraps `inner`; each HTTP/2 stream gets a [`Conn`](super::Conn) from
+    /// `registry`.
     pub fn new(inner: A, registry: Arc<ConnectionRegistry>) -> Self {
         Cancellable {
             inner: Arc::new(inner),

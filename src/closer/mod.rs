@@ -60,6 +60,7 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// This unit's number, unique within its registry (counted from 1).
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -71,6 +72,7 @@ impl Conn {
         Cancelled { conn: self }
     }
 
+    /// True once a revocation has cancelled this unit; never reset.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
@@ -163,10 +165,12 @@ pub fn current() -> Option<Arc<Conn>> {
 }
 
 impl ConnectionRegistry {
+    /// The metrics the registry counts open and closed connections in.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
+    /// An empty registry reporting into `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> ConnectionRegistry {
         ConnectionRegistry {
             next_id: AtomicU64::new(1),

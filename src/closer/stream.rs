@@ -174,6 +174,8 @@ enum Verdict {
 }
 
 impl HeaderDeadline {
+    /// A deadline of `limit` per request header; `expired` is incremented
+    /// each time one is missed.
     pub fn new(limit: Duration, expired: prometheus::IntCounter) -> Self {
         HeaderDeadline {
             limit,
@@ -257,6 +259,8 @@ impl std::fmt::Debug for WatchedStream {
 }
 
 impl WatchedStream {
+    /// Wraps `inner` for `conn`: on drop the socket goes into `slot`;
+    /// `header` (if any) bounds how long each request header may take.
     pub fn new(inner: Stream, conn: Arc<Conn>, slot: Slot, header: Option<HeaderDeadline>) -> Self {
         WatchedStream {
             inner: Some(inner),

@@ -7,19 +7,28 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    /// A desktop or laptop computer (`desktop`).
     Desktop,
+    /// A phone (`mobile`).
     Mobile,
+    /// An iPad or an Android device without `Mobile` in its User-Agent (`tablet`).
     Tablet,
+    /// A crawler (`bot`).
     Bot,
+    /// Anything else, or a User-Agent that was not recognised (`other`).
     Other,
 }
 
 /// A parsed User-Agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
+    /// Browser name (e.g. `Chrome`), when recognised.
     pub browser: Option<String>,
+    /// Operating system (e.g. `Windows 10`, `iOS`, `macOS`), when recognised.
     pub os: Option<String>,
+    /// Kind of device.
     pub kind: DeviceKind,
+    /// The User-Agent it was parsed from.
     pub user_agent: String,
 }
 

@@ -37,15 +37,25 @@ pub use crate::store::SessionRecord;
 /// A session as the pages and the admin API show it.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
+    /// The session id (the token's session claim).
     pub session_id: String,
+    /// The user (the token's user claim), when the token names one.
     pub user_id: Option<String>,
+    /// Client address of the session's latest tracked request.
     pub ip: String,
+    /// Approximate location of `ip`, when the database knows it.
     pub geo: Option<Arc<Geo>>,
+    /// The device parsed from the session's User-Agent.
     pub device: Arc<Device>,
+    /// First request seen (UNIX milliseconds).
     pub first_seen_ms: i64,
+    /// Latest request seen (UNIX milliseconds).
     pub last_seen_ms: i64,
+    /// Allowed requests counted for the session.
     pub requests: u64,
+    /// The latest token's `iat` (UNIX seconds), when it had one.
     pub iat: Option<i64>,
+    /// The latest token's `exp` (UNIX seconds), when it had one.
     pub exp: Option<i64>,
     /// Appeared from a country none of the user's recent sessions came from.
     pub new_location: bool,
@@ -108,20 +118,28 @@ impl SessionInfo {
 /// One request's facts about its session.
 #[derive(Debug, Clone, Copy)]
 pub struct Sighting<'a> {
+    /// The token's session id.
     pub session_id: &'a str,
     /// `session_key(session_id)`, computed once per token.
     pub session_key: SessionKey,
+    /// The token's user id, if any.
     pub user_id: Option<&'a str>,
+    /// The token's `iat` (UNIX seconds).
     pub iat: Option<i64>,
+    /// The token's `exp` (UNIX seconds).
     pub exp: Option<i64>,
+    /// The client address (after trusted-proxy resolution).
     pub ip: IpAddr,
+    /// The raw `User-Agent` header (empty when absent).
     pub user_agent: &'a [u8],
+    /// When the request was seen (UNIX milliseconds).
     pub now_ms: i64,
 }
 
 /// What the request path needs back.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
+    /// Approximate location of the client address, for the `X-Geo-*` headers.
     pub geo: Option<Arc<Geo>>,
     /// A new location not yet confirmed by the user.
     pub unconfirmed_new_location: bool,
@@ -188,8 +206,14 @@ impl Entry {
 /// Settings of the registry, from `[sessions]`.
 #[derive(Debug, Clone, Copy)]
 pub struct RegistryLimits {
+    /// `sessions.max_tracked`: most sessions held; past it, new sessions are
+    /// not tracked (their requests still go on).
     pub max_tracked: usize,
+    /// `sessions.idle_ttl_s`, in milliseconds: sessions idle longer are
+    /// forgotten by [`SessionRegistry::purge`].
     pub idle_ttl_ms: i64,
+    /// `sessions.refuse_new_location`: report an unconfirmed new location
+    /// in [`Observation::unconfirmed_new_location`] so it is refused.
     pub refuse_new_location: bool,
 }
 
@@ -218,6 +242,8 @@ impl std::fmt::Debug for SessionRegistry {
 }
 
 impl SessionRegistry {
+    /// An empty registry: locations from `geoip`, changes persisted to
+    /// `store`, size reported in `metrics`.
     pub fn new(
         geoip: Arc<GeoIp>,
         store: Arc<dyn Store>,
@@ -236,6 +262,7 @@ impl SessionRegistry {
         }
     }
 
+    /// The location database sessions are looked up in.
     pub fn geoip(&self) -> &Arc<GeoIp> {
         &self.geoip
     }

@@ -75,6 +75,7 @@ impl From<tokio::task::JoinError> for StoreError {
 /// Revocations read from the store, and where to continue from.
 #[derive(Debug, Default)]
 pub struct Changes {
+    /// Revocations written after the cursor asked for, in change-log order.
     pub revocations: Vec<Revocation>,
     /// Position in the change log after these revocations (opaque: a
     /// sequence number in SQLite, a stream id in Redis).
@@ -90,7 +91,10 @@ pub type Sink = std::sync::Arc<dyn Fn(Revocation) + Send + Sync>;
 /// What [`Store::load`] answers.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// Revocations handed to the sink.
     pub count: usize,
+    /// Change-log position the loaded state reflects: follow
+    /// [`Store::changes_since`] from here.
     pub cursor: String,
 }
 
@@ -110,6 +114,7 @@ impl Default for Health {
 }
 
 impl Health {
+    /// Records that the store answered at `now_ms` (UNIX milliseconds).
     pub fn contact(&self, now_ms: i64) {
         self.last_ok_ms.store(now_ms, Ordering::Relaxed);
     }
@@ -121,6 +126,9 @@ impl Health {
     }
 }
 
+/// The durable store: revocations and their change log, the audit trail,
+/// session metadata and shared secrets. [`Embedded`] is SQLite on one host;
+/// [`RedisStore`] is shared by a cluster. Every failure is a [`StoreError`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Makes a session revocation and its audit entry durable. Answers the

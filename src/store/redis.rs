@@ -40,9 +40,11 @@ impl From<redis::RedisError> for StoreError {
 /// Settings of the Redis store, from `[store]`.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
+    /// `store.redis_url`: a `redis://` or `rediss://` URL.
     pub url: String,
     /// PEM CA for `rediss://`; `None` uses the system and Mozilla roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// `store.redis_prefix`: prefix of every key.
     pub prefix: String,
     /// Approximate length the revocations stream is trimmed to.
     pub stream_maxlen: usize,

@@ -9,83 +9,30 @@
 //! before any cryptography runs. docs/ARCHITECTURE.md has the whole list.
 
 pub mod cache;
+mod claims;
+mod error;
 pub mod extract;
+mod jwk;
+mod jws;
 pub mod keys;
 pub mod mint;
 pub mod roca;
 pub mod settings;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::Algorithm;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::de::DeserializeSeed;
 
 use crate::revocation::{session_key, SessionKey};
 pub use cache::TokenCache;
+use claims::ClaimsSeed;
+pub use error::TokenError;
+use jws::check_signature;
+pub use jws::verify_signature;
 pub use keys::{KeyLoadError, KeySet};
 use settings::TokenConfig;
-
-/// Why a token was not accepted. `Expired` maps to `token_expired`; every
-/// other kind to `invalid_token` with [`TokenError::description`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("token is larger than max_token_bytes")]
-    TooLarge,
-    #[error("token is malformed")]
-    Malformed,
-    #[error("token algorithm is not allowed")]
-    UnsupportedAlgorithm,
-    #[error("no key matches the token's kid and alg")]
-    NoMatchingKey,
-    #[error("signature does not verify")]
-    BadSignature,
-    #[error("token has expired")]
-    Expired,
-    #[error("token is not valid yet")]
-    NotYetValid,
-    #[error("token has no exp claim")]
-    MissingExp,
-    #[error("token was issued in the future")]
-    IssuedInFuture,
-    #[error("token is older than max_session_lifetime_s")]
-    TooOld,
-    #[error("token time is out of range")]
-    TimeOutOfRange,
-    #[error("token is not an access token")]
-    WrongType,
-    #[error("token issuer is not accepted")]
-    Issuer,
-    #[error("token audience is not accepted")]
-    Audience,
-}
-
-impl TokenError {
-    /// Text for `error_description` in `WWW-Authenticate` and the JSON body.
-    pub fn description(self) -> &'static str {
-        match self {
-            TokenError::TooLarge => "token is too large",
-            TokenError::Malformed => "token is malformed",
-            TokenError::UnsupportedAlgorithm => "token algorithm is not allowed",
-            TokenError::NoMatchingKey => "no key matches the token",
-            TokenError::BadSignature => "signature does not verify",
-            TokenError::Expired => "token has expired",
-            TokenError::NotYetValid => "token is not valid yet",
-            TokenError::MissingExp => "token has no expiry",
-            TokenError::IssuedInFuture => "token is issued in the future",
-            TokenError::TooOld => "token is older than the longest session allowed",
-            TokenError::TimeOutOfRange => "token time is out of range",
-            TokenError::WrongType => "token is not an access token",
-            TokenError::Issuer => "issuer is not accepted",
-            TokenError::Audience => "audience is not accepted",
-        }
-    }
-}
 
 /// What the gateway needs from a token that verified, computed once per
 /// token (the cache shares it between that token's requests).
@@ -343,79 +290,6 @@ impl Verifier {
     }
 }
 
-/// The parts of a compact JWS whose signature verified.
-struct Signed<'a> {
-    /// `header.payload`, what the signature covers.
-    signing_input: &'a [u8],
-    /// The payload, decoded (strictly: one spelling per payload).
-    payload: Vec<u8>,
-}
-
-/// Checks a compact JWS against `keys`: shape, header, algorithm, `kid` and
-/// signature; nothing about claims (the payload need not be JSON). The rules
-/// of [`Verifier::verify`] up to the signature, for conformance vectors.
-pub fn verify_signature(keys: &KeySet, token: &[u8]) -> Result<(), TokenError> {
-    check_signature(keys, token).map(|_| ())
-}
-
-fn check_signature<'t>(keys: &KeySet, token: &'t [u8]) -> Result<Signed<'t>, TokenError> {
-    let (header_b64, payload_b64, signature_b64) = split(token)?;
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| TokenError::Malformed)?;
-    let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
-    if header.crit.is_some() {
-        // RFC 7515 4.1.11: extensions we do not understand must be refused.
-        return Err(TokenError::UnsupportedAlgorithm);
-    }
-    if header
-        .typ
-        .as_deref()
-        .is_some_and(|t| NOT_ACCESS_TOKENS.iter().any(|n| t.eq_ignore_ascii_case(n)))
-    {
-        return Err(TokenError::WrongType);
-    }
-    let algorithm =
-        Algorithm::from_str(&header.alg).map_err(|_| TokenError::UnsupportedAlgorithm)?;
-
-    let mut signature = [0u8; 1024];
-    let sig_len = URL_SAFE_NO_PAD
-        .decode_slice(signature_b64, &mut signature)
-        .map_err(|_| TokenError::Malformed)?;
-    let signature = &signature[..sig_len];
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-
-    let mut any_key = false;
-    for key in keys.candidates(algorithm, header.kid.as_deref()) {
-        any_key = true;
-        if key.verify(signing_input, signature) {
-            // Base64url without padding, trailing bits zero (RFC 7515 2):
-            // a payload has one spelling, so a token has one signing input.
-            let payload = URL_SAFE_NO_PAD
-                .decode(payload_b64)
-                .map_err(|_| TokenError::Malformed)?;
-            return Ok(Signed {
-                signing_input,
-                payload,
-            });
-        }
-    }
-    Err(if any_key {
-        TokenError::BadSignature
-    } else {
-        TokenError::NoMatchingKey
-    })
-}
-
-/// `typ` values of tokens the IdP signs with the same keys that are not
-/// access tokens: OIDC back-channel logout tokens and security event tokens.
-const NOT_ACCESS_TOKENS: [&str; 4] = [
-    "logout+jwt",
-    "application/logout+jwt",
-    "secevent+jwt",
-    "application/secevent+jwt",
-];
-
 /// The session id of a token without `sid` or `jti`: the lowercase hex
 /// SHA-256 of its signing input (`header.payload`), so a re-signed or
 /// re-encoded copy of the same token (ECDSA's `s` and `n - s` both verify)
@@ -427,248 +301,14 @@ pub fn opaque_session_id(signing_input: &[u8]) -> String {
     ))
 }
 
-/// The three base64url parts of a compact JWS.
-type Parts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
-
-/// Splits `header.payload.signature`, refusing any byte outside base64url.
-fn split(token: &[u8]) -> Result<Parts<'_>, TokenError> {
-    let mut dots = [0usize; 2];
-    let mut n = 0;
-    for (i, b) in token.iter().enumerate() {
-        match b {
-            b'.' => {
-                if n == 2 {
-                    return Err(TokenError::Malformed);
-                }
-                dots[n] = i;
-                n += 1;
-            }
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-            _ => return Err(TokenError::Malformed),
-        }
-    }
-    if n != 2 {
-        return Err(TokenError::Malformed);
-    }
-    let (h, p, s) = (
-        &token[..dots[0]],
-        &token[dots[0] + 1..dots[1]],
-        &token[dots[1] + 1..],
-    );
-    if h.is_empty() || s.is_empty() {
-        return Err(TokenError::Malformed);
-    }
-    Ok((h, p, s))
-}
-
-#[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(borrow)]
-    alg: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    kid: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<IgnoredAny>,
-    #[serde(borrow, default)]
-    typ: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The claims the gateway reads; everything else is skipped unparsed.
-#[derive(Default)]
-struct Claims {
-    session: Option<String>,
-    jti: Option<String>,
-    user: Option<String>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
-    issuer_ok: bool,
-    audience_ok: bool,
-    /// An `events` claim: a logout token or a SET, not an access token.
-    events: bool,
-}
-
-struct ClaimsSeed<'a> {
-    session_claim: &'a str,
-    user_claim: &'a str,
-    issuer: Option<&'a str>,
-    audience: Option<&'a str>,
-}
-
-impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = Claims;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Claims, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = Claims;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object of claims")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
-        let mut c = Claims::default();
-        // A claim the gateway reads, given twice, could be read the other
-        // way by the application: refused.
-        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let read = matches!(
-                key.as_ref(),
-                "exp" | "nbf" | "iat" | "iss" | "aud" | "jti" | "events"
-            ) || key == self.session_claim
-                || key == self.user_claim;
-            if read {
-                if seen.contains(&key) {
-                    return Err(serde::de::Error::custom("duplicate claim"));
-                }
-                seen.push(key.clone());
-            }
-            match key.as_ref() {
-                "events" => {
-                    map.next_value::<IgnoredAny>()?;
-                    c.events = true;
-                }
-                "exp" => c.exp = Some(map.next_value::<NumericDate>()?.0),
-                "nbf" => c.nbf = Some(map.next_value::<NumericDate>()?.0),
-                "iat" => c.iat = Some(map.next_value::<NumericDate>()?.0),
-                "iss" if self.issuer.is_some() => {
-                    let iss = map.next_value::<std::borrow::Cow<'de, str>>()?;
-                    c.issuer_ok = Some(iss.as_ref()) == self.issuer;
-                }
-                "aud" if self.audience.is_some() => {
-                    let aud = map.next_value::<Audience>()?;
-                    c.audience_ok = self
-                        .audience
-                        .is_some_and(|want| aud.0.iter().any(|a| a.as_ref() == want));
-                }
-                k if k == self.session_claim || k == "jti" || k == self.user_claim => {
-                    let v = map.next_value::<ClaimString>()?.0.filter(|s| !s.is_empty());
-                    if k == self.user_claim {
-                        c.user = v.clone();
-                    }
-                    if k == "jti" {
-                        c.jti = v.clone();
-                    }
-                    if k == self.session_claim {
-                        c.session = v;
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(c)
-    }
-}
-
-/// A JSON number of seconds (integer or float, RFC 7519 NumericDate).
-struct NumericDate(i64);
-
-impl<'de> Deserialize<'de> for NumericDate {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a NumericDate")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v.min(i64::MAX as u64) as i64))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() {
-                    Ok(NumericDate(v.floor() as i64))
-                } else {
-                    Err(E::custom("not a finite number"))
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A claim that identifies something: a string, or a number taken as its text.
-/// Anything else counts as absent.
-struct ClaimString(Option<String>);
-
-impl<'de> Deserialize<'de> for ClaimString {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ClaimString;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClaimString, E> {
-                Ok(ClaimString(Some(v.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ClaimString, E> {
-                Ok(ClaimString(Some(v)))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ClaimString, E> {
-                Ok(ClaimString(Some(v.to_string())))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ClaimString, E> {
-                Ok(ClaimString(Some(v.to_string())))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ClaimString, E> {
-                Ok(ClaimString(None))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ClaimString, E> {
-                Ok(ClaimString(None))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<ClaimString, E> {
-                Ok(ClaimString(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ClaimString, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ClaimString(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimString, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(ClaimString(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// `aud`: one string or an array of strings (RFC 7519 4.1.3).
-struct Audience<'a>(Vec<std::borrow::Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany<'a> {
-            #[serde(borrow)]
-            One(std::borrow::Cow<'a, str>),
-            #[serde(borrow)]
-            Many(Vec<std::borrow::Cow<'a, str>>),
-        }
-        Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => Audience(vec![s]),
-            OneOrMany::Many(v) => Audience(v),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::settings::{KeyConfig, KeyMaterial, TokenSource};
     use super::*;
     use aws_lc_rs::hmac;
-    use jsonwebtoken::{encode, EncodingKey, Header as JwtHeader};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header as JwtHeader};
     use serde_json::json;
 
     const SECRET: &[u8] = b"unit-test-secret";

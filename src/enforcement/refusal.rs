@@ -1,0 +1,217 @@
+//! Every refusal the proxy sends, typed once ([`Refusal`]) and mapped in
+//! one place to status, headers, body and metric label ([`Outcome`]).
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+use crate::clock;
+use crate::revocation::Revoked;
+use crate::token::extract::CredentialError;
+use crate::token::TokenError;
+
+/// The decision label of a request, as counted in `sessiongate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed = 0,
+    Public = 1,
+    MissingToken = 2,
+    InvalidToken = 3,
+    TokenExpired = 4,
+    SessionRevoked = 5,
+    NewLocation = 6,
+    StoreUnavailable = 7,
+    InvalidRequest = 8,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Allowed,
+        Outcome::Public,
+        Outcome::MissingToken,
+        Outcome::InvalidToken,
+        Outcome::TokenExpired,
+        Outcome::SessionRevoked,
+        Outcome::NewLocation,
+        Outcome::StoreUnavailable,
+        Outcome::InvalidRequest,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Public => "public",
+            Outcome::MissingToken => "missing_token",
+            Outcome::InvalidToken => "invalid_token",
+            Outcome::TokenExpired => "token_expired",
+            Outcome::SessionRevoked => "session_revoked",
+            Outcome::NewLocation => "new_location",
+            Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+/// Why a request is refused. One place ([`Refusal::render`]) turns it into
+/// status, headers and body; [`Refusal::outcome`] gives its metric label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    MissingToken,
+    InvalidToken(TokenError),
+    Expired,
+    Revoked(Revoked),
+    /// Seen from a new country; refused until the user confirms it
+    /// (`sessions.refuse_new_location`).
+    NewLocation,
+    /// The store has been unreachable longer than
+    /// `enforcement.fail_closed_after_s`: revocation state may be stale.
+    StoreUnavailable,
+    /// The request's credentials are ambiguous (two `Authorization`
+    /// headers, conflicting credential cookies): 400.
+    InvalidRequest(CredentialError),
+}
+
+/// A refusal ready to be written: status, extra headers, JSON body.
+#[derive(Debug, Clone)]
+pub struct RenderedRefusal {
+    pub status: StatusCode,
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl Refusal {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Refusal::MissingToken => Outcome::MissingToken,
+            Refusal::InvalidToken(_) => Outcome::InvalidToken,
+            Refusal::Expired => Outcome::TokenExpired,
+            Refusal::Revoked(_) => Outcome::SessionRevoked,
+            Refusal::NewLocation => Outcome::NewLocation,
+            Refusal::StoreUnavailable => Outcome::StoreUnavailable,
+            Refusal::InvalidRequest(_) => Outcome::InvalidRequest,
+        }
+    }
+
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        self.outcome().label()
+    }
+
+    fn description(&self) -> &'static str {
+        match self {
+            Refusal::MissingToken => "no session token",
+            Refusal::InvalidToken(e) => e.description(),
+            Refusal::Expired => TokenError::Expired.description(),
+            Refusal::Revoked(_) => "session has been revoked",
+            Refusal::NewLocation => {
+                "sign-in from a new location: confirm it from one of your other sessions"
+            }
+            Refusal::StoreUnavailable => "session state is unavailable; try again later",
+            Refusal::InvalidRequest(e) => e.description(),
+        }
+    }
+
+    /// `WWW-Authenticate` per RFC 6750: a bare challenge without a token,
+    /// `error="invalid_token"` with a description otherwise.
+    pub fn www_authenticate(&self) -> HeaderValue {
+        match self {
+            Refusal::MissingToken => HeaderValue::from_static(r#"Bearer realm="sessiongate""#),
+            other => {
+                let error = match other {
+                    Refusal::InvalidRequest(_) => "invalid_request",
+                    _ => "invalid_token",
+                };
+                let v = format!(
+                    r#"Bearer realm="sessiongate", error="{error}", error_description="{}""#,
+                    other.description()
+                );
+                HeaderValue::from_str(&v).unwrap_or_else(|_| {
+                    HeaderValue::from_static(r#"Bearer realm="sessiongate", error="invalid_token""#)
+                })
+            }
+        }
+    }
+
+    /// The JSON body: `{"error": code, ...}`; `session_revoked` adds
+    /// `revoked_at` and `reason`.
+    pub fn body(&self) -> Bytes {
+        let value = match self {
+            Refusal::MissingToken => json!({"error": self.code()}),
+            Refusal::Revoked(r) => json!({
+                "error": self.code(),
+                "error_description": self.description(),
+                "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
+                "reason": (!r.reason.is_empty()).then_some(&*r.reason),
+            }),
+            _ => json!({"error": self.code(), "error_description": self.description()}),
+        };
+        Bytes::from(value.to_string())
+    }
+
+    /// Status, headers and body. With `login_url` set and a browser asking
+    /// for HTML, a 302 to the login page instead of a 401.
+    pub fn render(&self, login_url: Option<&HeaderValue>, wants_html: bool) -> RenderedRefusal {
+        if *self == Refusal::StoreUnavailable {
+            return RenderedRefusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                headers: vec![
+                    (
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-store"),
+                    ),
+                    (http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+                ],
+                body: self.body(),
+            };
+        }
+        if *self == Refusal::NewLocation {
+            // Signing in again does not help: 403, no challenge.
+            return RenderedRefusal {
+                status: StatusCode::FORBIDDEN,
+                headers: vec![(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                )],
+                body: self.body(),
+            };
+        }
+        if let Refusal::InvalidRequest(_) = self {
+            // Signing in again does not help a malformed request either.
+            return RenderedRefusal {
+                status: StatusCode::BAD_REQUEST,
+                headers: vec![
+                    (http::header::WWW_AUTHENTICATE, self.www_authenticate()),
+                    (
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-store"),
+                    ),
+                ],
+                body: self.body(),
+            };
+        }
+        if let (Some(location), true) = (login_url, wants_html) {
+            return RenderedRefusal {
+                status: StatusCode::FOUND,
+                headers: vec![
+                    (http::header::LOCATION, location.clone()),
+                    (
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-store"),
+                    ),
+                ],
+                body: self.body(),
+            };
+        }
+        RenderedRefusal {
+            status: StatusCode::UNAUTHORIZED,
+            headers: vec![
+                (http::header::WWW_AUTHENTICATE, self.www_authenticate()),
+                (
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ),
+            ],
+            body: self.body(),
+        }
+    }
+}
