@@ -47,13 +47,22 @@ const LOAD_RETRY: Duration = Duration::from_millis(500);
 
 /// Everything a gateway process shares between its services.
 pub struct Gateway {
+    /// The validated configuration.
     pub config: Arc<Config>,
+    /// Open proxy connections and the session each carries, so a revocation
+    /// can close them.
     pub connections: Arc<ConnectionRegistry>,
+    /// Live sessions and their metadata (devices, locations).
     pub sessions: Arc<SessionRegistry>,
+    /// Every exported metric.
     pub metrics: Arc<Metrics>,
+    /// The request decision: token verification and revocation check.
     pub enforcer: Arc<Enforcer>,
+    /// The one writer of revocations: store, memory, connections, audit.
     pub authority: Arc<Authority>,
+    /// Set once the revocation state is loaded (`/readyz`).
     pub readiness: Arc<Readiness>,
+    /// When the store last answered (`enforcement.fail_closed_after_s`).
     pub health: Arc<Health>,
 }
 

@@ -26,9 +26,11 @@ pub const STORE_ERRORS_TOTAL: &str = "sessiongate_store_errors_total";
 pub const REVOCATIONS_TOTAL: &str = "sessiongate_revocations_total";
 /// Counter: admin API requests, labelled `class` by status (`2xx` for 200-399, `4xx`, `5xx`).
 pub const ADMIN_REQUESTS_TOTAL: &str = "sessiongate_admin_requests_total";
-/// Counter: connections (HTTP/2: streams) closed because their session was revoked, labelled `reason` by [`CloseReason`].
+/// Counter: connections (HTTP/2: streams) closed because their session was
+/// revoked, labelled `reason` by [`CloseReason`].
 pub const CONNECTIONS_CLOSED_TOTAL: &str = "sessiongate_connections_closed_total";
-/// Gauge: open downstream connections (HTTP/2: streams) carrying a session, labelled `kind` by [`Kind`].
+/// Gauge: open downstream connections (HTTP/2: streams) carrying a session,
+/// labelled `kind` by [`Kind`].
 pub const OPEN_CONNECTIONS: &str = "sessiongate_open_connections";
 /// Histogram: time from a revocation being applied here to its connection being closed, in seconds.
 pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds";
@@ -36,9 +38,12 @@ pub const REVOCATION_CLOSE_SECONDS: &str = "sessiongate_revocation_close_seconds
 pub const TRACKED_SESSIONS: &str = "sessiongate_tracked_sessions";
 /// Counter: sessions seen from a country none of the user's recent sessions came from.
 pub const NEW_LOCATIONS_TOTAL: &str = "sessiongate_new_locations_total";
-/// Histogram: time from a revocation being taken (by any gateway) to its application here, in seconds, for revocations read from the store's change log.
+/// Histogram: time from a revocation being taken (by any gateway) to its
+/// application here, in seconds, for revocations read from the store's
+/// change log.
 pub const REVOCATION_PROPAGATION_SECONDS: &str = "sessiongate_revocation_propagation_seconds";
-/// Counter: client connections closed for not completing a request header within `listen.request_header_timeout_s`.
+/// Counter: client connections closed for not completing a request header
+/// within `listen.request_header_timeout_s`.
 pub const HEADER_TIMEOUTS_TOTAL: &str = "sessiongate_request_header_timeouts_total";
 /// Counter: JWKS keys left unused because the gateway cannot use them safely.
 pub const JWKS_KEYS_SKIPPED_TOTAL: &str = "sessiongate_jwks_keys_skipped_total";

@@ -15,6 +15,8 @@ pub struct PublicPaths {
 }
 
 impl PublicPaths {
+    /// The set of `prefixes` (`enforcement.public_paths`, validated as
+    /// canonical paths); empty: nothing is public.
     pub fn new(prefixes: &[String]) -> Self {
         Self {
             prefixes: prefixes.to_vec(),

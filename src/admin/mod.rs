@@ -34,8 +34,9 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub const MAX_ID_BYTES: usize = 512;
 /// Longest accepted revocation reason.
 pub const MAX_REASON_BYTES: usize = 1024;
-/// Default and largest `limit` of list endpoints.
+/// Default `limit` of list endpoints.
 pub const DEFAULT_LIMIT: usize = 100;
+/// Largest `limit` of list endpoints (from 1 to this, else 400).
 pub const MAX_LIMIT: usize = 1000;
 /// Request bodies are not used; at most this much is drained.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -47,10 +48,12 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Marks the revocation state loaded: `/readyz` may answer 200.
     pub fn set_loaded(&self) {
         self.loaded.store(true, Ordering::Release);
     }
 
+    /// The revocation state has been loaded.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
@@ -58,6 +61,7 @@ impl Readiness {
 
 type ApiResult = Result<Response<Vec<u8>>, ApiError>;
 
+/// The admin listener's HTTP application.
 pub struct AdminApp {
     authority: Arc<Authority>,
     sessions: Arc<SessionRegistry>,
@@ -131,6 +135,9 @@ fn method_not_allowed(allow: &'static str) -> ApiResult {
 }
 
 impl AdminApp {
+    /// The admin API. `token`: the bearer token `/v1/*` requires (`None`:
+    /// none, and only requests naming this host are answered); `listener`:
+    /// the admin listener's own address.
     pub fn new(
         authority: Arc<Authority>,
         sessions: Arc<SessionRegistry>,

@@ -2,7 +2,7 @@
 //!
 //! - [`Closable`] (a pingora `ServerApp`) gets each downstream connection
 //!   first: it wraps the socket in a [`WatchedStream`] and races the whole
-//!   HTTP/1 connection (keep-alive loop included) against its [`Conn`]'s
+//!   HTTP/1 connection (keep-alive loop included) against its [`Conn`](super::Conn)'s
 //!   cancellation, with the `Conn` in scope for the proxy's filters.
 //!   Cancelling drops pingora's future wherever it is: waiting for a
 //!   keep-alive request, streaming a response, or relaying an upgraded

@@ -18,9 +18,14 @@ use raw::{RawConfig, RawKey};
 /// A configuration problem, pointing at the key that causes it.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
+    /// The configuration file.
     pub file: PathBuf,
+    /// 1-based line of the offending key; `None` when it cannot be located.
     pub line: Option<usize>,
+    /// Dotted key (`token.keys[1].algorithm`); empty when the problem is the
+    /// whole file (it cannot be read).
     pub key: String,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -43,11 +48,14 @@ impl std::error::Error for ConfigError {}
 /// An error found while validating, before the file and line are attached.
 #[derive(Debug)]
 pub struct KeyError {
+    /// Dotted key (`listen.threads`, `token.sources[0]`).
     pub key: String,
+    /// What is wrong.
     pub message: String,
 }
 
 impl KeyError {
+    /// An error about `key`.
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             key: key.into(),
@@ -61,23 +69,44 @@ impl KeyError {
 pub struct Config {
     /// The file this was loaded from (or a synthetic name for generated configs).
     pub file: PathBuf,
+    /// `[listen]`.
     pub listen: Listen,
+    /// `[upstream]`.
     pub upstream: Upstream,
+    /// `[token]`.
     pub token: TokenConfig,
+    /// `[enforcement]`.
     pub enforcement: Enforcement,
+    /// `[admin]`.
     pub admin: Admin,
+    /// `[store]`.
     pub store: StoreConfig,
+    /// `[geoip]`.
     pub geoip: Geoip,
+    /// `[sessions]`.
     pub sessions: Sessions,
 }
 
+/// `[listen]`: the proxy and admin listeners and the process around them.
 #[derive(Debug, Clone)]
 pub struct Listen {
+    /// `listen.proxy`: the address clients connect to (required).
     pub proxy: SocketAddr,
+    /// `listen.admin`: the admin API, `/metrics`, `/healthz` and `/readyz`
+    /// (default `127.0.0.1:9090`; never the same as `listen.proxy`).
     pub admin: SocketAddr,
+    /// `listen.threads`: pingora worker threads of the proxy service (at
+    /// least 1, default 2).
     pub threads: usize,
+    /// `listen.grace_period_s`: seconds SIGTERM waits for in-flight requests
+    /// before exiting (default 5).
     pub grace_period_s: u64,
+    /// `listen.pid_file`: pingora's pid file, resolved against the config
+    /// file's directory (default `data/sessiongate.pid`).
     pub pid_file: PathBuf,
+    /// `listen.upgrade_socket`: the Unix socket the listeners are handed
+    /// over on during a graceful upgrade, resolved against the config file's
+    /// directory (default `data/sessiongate-upgrade.sock`).
     pub upgrade_socket: PathBuf,
     /// The proxy listener terminates TLS with this certificate and key.
     pub tls: Option<ListenTls>,
@@ -94,12 +123,21 @@ pub struct Listen {
 
 pub use crate::certificate::ListenTls;
 
+/// `[upstream]`: the protected application.
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// `upstream.address`: `host:port` of the application (required),
+    /// resolved once when the proxy is built.
     pub address: String,
+    /// `upstream.tls`: connect to the application over TLS (default false).
     pub tls: bool,
+    /// TLS server name: `upstream.sni`, or else the host part of `address`
+    /// (without IPv6 brackets).
     pub sni: String,
+    /// `upstream.connect_timeout_ms`: how long connecting may take (at least
+    /// 1 ms, default 2000 ms).
     pub connect_timeout: Duration,
+    /// `upstream.read_timeout_s`; `None` (0, the default): no read timeout.
     pub read_timeout: Option<Duration>,
     /// Send `X-Forwarded-For` and `X-Forwarded-Proto` upstream.
     pub x_forwarded: bool,
@@ -107,23 +145,42 @@ pub struct Upstream {
 
 pub use crate::token::settings::{KeyConfig, KeyMaterial, TokenConfig, TokenSource};
 
+/// `enforcement.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// `enforce` (the default): refusals are sent, and revoked sessions'
+    /// connections are closed.
     Enforce,
+    /// `monitor`: every request is forwarded, its decision counted and sent
+    /// upstream in `X-Sessiongate-Decision`; nothing is refused or closed.
     Monitor,
 }
 
+/// `[enforcement]`: what happens to requests.
 #[derive(Debug, Clone)]
 pub struct Enforcement {
+    /// `enforcement.mode`.
     pub mode: Mode,
+    /// `enforcement.public_paths`: path prefixes forwarded without a token
+    /// (default `["/healthz"]`); each canonical, starting with `/`, not
+    /// under `/.sessiongate`.
     pub public_paths: Vec<String>,
+    /// `enforcement.login_url`: a refusal that would be a 401 is a 302 here
+    /// for a browser asking for HTML; `None` (empty): no redirect.
     /// Checked to be a valid `Location` header value when loaded.
     pub login_url: Option<http::HeaderValue>,
+    /// `enforcement.fail_closed_after_s`: every request is refused (503
+    /// `store_unavailable`) once the store has been silent this long;
+    /// `None` (0, the default): enforce from memory indefinitely.
     pub fail_closed_after: Option<Duration>,
 }
 
+/// `[admin]`: access to the admin API (its `Debug` redacts the token).
 #[derive(Clone, Default)]
 pub struct Admin {
+    /// The bearer token `/v1/*` requires: `admin.token`, or the value of the
+    /// environment variable `admin.token_env` names (never both). `None`:
+    /// no token, allowed only when `listen.admin` is on loopback.
     pub token: Option<String>,
     /// The admin listener terminates TLS with this certificate and key.
     pub tls: Option<ListenTls>,
@@ -138,37 +195,72 @@ impl fmt::Debug for Admin {
     }
 }
 
+/// `store.backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// `embedded` (the default): a SQLite file at `store.path`, one host.
     Embedded,
+    /// `redis`: the Redis server at `store.redis_url`, shared by a cluster.
     Redis,
 }
 
+/// `[store]`: where revocations, the audit trail and session metadata are kept.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `store.backend`.
     pub backend: Backend,
+    /// `store.path`: the embedded store's SQLite file, resolved against the
+    /// config file's directory (default `data/sessiongate.db`).
     pub path: PathBuf,
+    /// `store.redis_url`: `redis://` or `rediss://` (checked when the
+    /// backend is `redis`; default `redis://127.0.0.1:6379/`).
     pub redis_url: String,
+    /// `store.purge_interval_s`: time between purges of expired revocations
+    /// (at least 1 s, default 60 s).
     pub purge_interval: Duration,
+    /// `store.busy_timeout_ms`: how long an embedded-store write waits for
+    /// another process's SQLite write lock (default 5000 ms).
     pub busy_timeout: Duration,
+    /// `store.redis_prefix`: prefix of every Redis key (default `sessiongate:`).
     pub redis_prefix: String,
+    /// `store.redis_stream_maxlen`: approximate length the Redis revocation
+    /// stream is trimmed to (at least 100; default
+    /// 100000).
     pub redis_stream_maxlen: usize,
+    /// `store.redis_ca_file`: PEM CA certificates trusted for `rediss://`,
+    /// resolved against the config file's directory; `None`: the system's
+    /// and the Mozilla roots.
     pub redis_ca_file: Option<PathBuf>,
 }
 
+/// `[geoip]`: locating client addresses, and which proxies to believe.
 #[derive(Debug, Clone)]
 pub struct Geoip {
+    /// `geoip.database`: a MaxMind DB file, resolved against the config
+    /// file's directory; `None`: the bundled country database.
     pub database: Option<PathBuf>,
+    /// `geoip.trusted_proxies`: peers whose `X-Forwarded-For` is believed
+    /// (a bare address is a single-host network).
     pub trusted_proxies: Vec<IpNet>,
+    /// `geoip.reload_s`: how often `database` is checked for changes (at
+    /// least 1 s, default 60 s).
     pub reload: Duration,
 }
 
+/// `[sessions]`: the session registry.
 #[derive(Debug, Clone)]
 pub struct Sessions {
     /// `sessions.idle_ttl_s` in milliseconds (at least one second).
     pub idle_ttl_ms: i64,
+    /// `sessions.max_tracked`: most sessions held in memory (at least 1,
+    /// default 1000000).
     pub max_tracked: usize,
+    /// `sessions.persist_interval_s`: how often changed session metadata is
+    /// written to the store (at least 1 s, default 30 s).
     pub persist_interval: Duration,
+    /// `sessions.refuse_new_location`: refuse a session seen from a new
+    /// country until the user confirms it from another of their sessions
+    /// (enforce mode only; default false).
     pub refuse_new_location: bool,
 }
 
@@ -380,7 +472,17 @@ fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError>
         purge_interval: positive_secs("store.purge_interval_s", raw.store.purge_interval_s)?,
         busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
         redis_prefix: raw.store.redis_prefix,
-        redis_stream_maxlen: raw.store.redis_stream_maxlen.max(100),
+        redis_stream_maxlen: if raw.store.redis_stream_maxlen >= 100 {
+            raw.store.redis_stream_maxlen
+        } else {
+            return Err(KeyError::new(
+                "store.redis_stream_maxlen",
+                format!(
+                    "must be at least 100, not {}",
+                    raw.store.redis_stream_maxlen
+                ),
+            ));
+        },
         redis_ca_file: non_empty(raw.store.redis_ca_file).map(|p| resolve(dir, &p)),
     };
     if store.backend == Backend::Redis

@@ -5,56 +5,95 @@
 
 use serde::Deserialize;
 
+/// Default `listen.admin`: the admin API on loopback.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default `listen.threads`: proxy worker threads.
 pub const DEFAULT_THREADS: usize = 2;
+/// Default `listen.grace_period_s` (seconds).
 pub const DEFAULT_GRACE_PERIOD_S: u64 = 5;
+/// Default `listen.pid_file` (relative to the config file's directory).
 pub const DEFAULT_PID_FILE: &str = "data/sessiongate.pid";
+/// Default `listen.upgrade_socket` (relative to the config file's directory).
 pub const DEFAULT_UPGRADE_SOCKET: &str = "data/sessiongate-upgrade.sock";
+/// Default `upstream.connect_timeout_ms` (milliseconds).
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Default `upstream.read_timeout_s` (seconds): 0, no read timeout.
 pub const DEFAULT_READ_TIMEOUT_S: u64 = 0;
+/// Default `token.session_claim`.
 pub const DEFAULT_SESSION_CLAIM: &str = "sid";
+/// Default `token.user_claim`.
 pub const DEFAULT_USER_CLAIM: &str = "sub";
+/// Default `token.leeway_s` (seconds).
 pub const DEFAULT_LEEWAY_S: u64 = 30;
+/// Default `token.max_token_bytes` (bytes).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+/// Default `token.max_session_lifetime_s` (seconds): 30 days.
 pub const DEFAULT_MAX_SESSION_LIFETIME_S: u64 = 30 * 24 * 3600;
+/// Default `token.jwks_reload_s` (seconds).
 pub const DEFAULT_JWKS_RELOAD_S: u64 = 10;
+/// Default `token.cache_entries` (verified tokens).
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 100_000;
+/// Default `enforcement.mode`.
 pub const DEFAULT_MODE: &str = "enforce";
+/// Default `enforcement.public_paths`.
 pub const DEFAULT_PUBLIC_PATHS: &[&str] = &["/healthz"];
+/// Default `store.backend`: SQLite on this host.
 pub const DEFAULT_BACKEND: &str = "embedded";
+/// Default `store.path` (relative to the config file's directory).
 pub const DEFAULT_STORE_PATH: &str = "data/sessiongate.db";
+/// Default `store.redis_url`.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// Default `sessions.idle_ttl_s` (seconds): 30 days.
 pub const DEFAULT_IDLE_TTL_S: u64 = 30 * 24 * 3600;
+/// Default `sessions.max_tracked` (sessions).
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+/// Default `sessions.persist_interval_s` (seconds).
 pub const DEFAULT_PERSIST_INTERVAL_S: u64 = 30;
+/// Default `geoip.reload_s` (seconds).
 pub const DEFAULT_GEOIP_RELOAD_S: u64 = 60;
+/// Default `store.purge_interval_s` (seconds).
 pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
+/// Default `store.busy_timeout_ms` (milliseconds).
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Default `store.redis_prefix`.
 pub const DEFAULT_REDIS_PREFIX: &str = "sessiongate:";
+/// Default `store.redis_stream_maxlen` (stream entries).
 pub const DEFAULT_STREAM_MAXLEN: usize = 100_000;
 
+/// Default `token.sources`: the `Authorization` bearer token, then the
+/// `session` cookie.
 pub fn default_token_sources() -> Vec<String> {
     vec!["header:authorization".into(), "cookie:session".into()]
 }
 
+/// The whole configuration file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// `[listen]` (required).
     pub listen: RawListen,
+    /// `[upstream]` (required).
     pub upstream: RawUpstream,
+    /// `[token]` (required: it holds `[[token.keys]]`).
     pub token: RawToken,
+    /// `[enforcement]`.
     #[serde(default)]
     pub enforcement: RawEnforcement,
+    /// `[admin]`.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// `[store]`.
     #[serde(default)]
     pub store: RawStore,
+    /// `[geoip]`.
     #[serde(default)]
     pub geoip: RawGeoip,
+    /// `[sessions]`.
     #[serde(default)]
     pub sessions: RawSessions,
 }
 
+/// `[listen]`: the proxy and admin listeners and the process around them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListen {
@@ -101,16 +140,20 @@ pub struct RawListen {
     pub request_header_timeout_s: u64,
 }
 
+/// `[upstream]`: the protected application.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     /// host:port of the protected application (required).
     pub address: String,
+    /// `upstream.tls`: connect to the application over TLS (default false).
     #[serde(default)]
     pub tls: bool,
     /// TLS server name; defaults to the host part of `address`.
     #[serde(default)]
     pub sni: String,
+    /// `upstream.connect_timeout_ms`: how long connecting to the application
+    /// may take (milliseconds, at least 1).
     #[serde(default = "d_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// 0 means no read timeout (long polls, SSE, WebSockets).
@@ -121,23 +164,37 @@ pub struct RawUpstream {
     pub x_forwarded: bool,
 }
 
+/// `[token]`: where tokens are found, which claims matter, the time rules
+/// and the keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
+    /// `token.sources`: where the token is looked for, tried in order; each
+    /// `header:authorization` (bearer), `header:NAME` or `cookie:NAME`.
     #[serde(default = "default_token_sources")]
     pub sources: Vec<String>,
+    /// `token.session_claim`: the claim holding the session id (non-empty).
     #[serde(default = "d_session_claim")]
     pub session_claim: String,
+    /// `token.user_claim`: the claim holding the user id (non-empty).
     #[serde(default = "d_user_claim")]
     pub user_claim: String,
+    /// `token.issuer`: required `iss`; empty leaves it unchecked.
     #[serde(default)]
     pub issuer: String,
+    /// `token.audience`: required `aud`; empty leaves it unchecked.
     #[serde(default)]
     pub audience: String,
+    /// `token.leeway_s`: clock skew allowed on `exp`, `nbf` and a future
+    /// `iat` (seconds).
     #[serde(default = "d_leeway")]
     pub leeway_s: u64,
+    /// `token.max_token_bytes`: longer tokens are `invalid_token` (at least 16).
     #[serde(default = "d_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// `token.max_session_lifetime_s`: the longest a session lives
+    /// (seconds, at least 1); older tokens are refused and every revocation
+    /// is kept at least this long.
     #[serde(default = "d_max_session_lifetime")]
     pub max_session_lifetime_s: u64,
     /// Refuse tokens without `exp` as `invalid_token`.
@@ -149,31 +206,53 @@ pub struct RawToken {
     /// Verified tokens remembered (0 verifies every request in full).
     #[serde(default = "d_cache_entries")]
     pub cache_entries: usize,
+    /// `[[token.keys]]`: the verification keys (at least one).
     #[serde(default)]
     pub keys: Vec<RawKey>,
 }
 
+/// One `[[token.keys]]` entry: an algorithm, an optional `kid`, and exactly
+/// one of `secret`, `secret_env`, `secret_base64`, `public_key_file`,
+/// `jwks_file`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
+    /// `algorithm`: `HS256`/`384`/`512`, `RS*`, `PS*`, `ES256`/`384` or
+    /// `EdDSA`; required for secrets and `public_key_file`, optional for JWKS.
     #[serde(default)]
     pub algorithm: String,
+    /// `kid`: this key's id (for a JWKS file, only its keys with this `kid`
+    /// are loaded); a token naming a `kid` is verified only with keys of that
+    /// `kid`. Empty: none.
     #[serde(default)]
     pub kid: String,
+    /// `secret`: an HMAC secret, its UTF-8 bytes.
     pub secret: Option<String>,
+    /// `secret_env`: name of the environment variable holding the HMAC secret.
     pub secret_env: Option<String>,
+    /// `secret_base64`: an HMAC secret in standard base64.
     pub secret_base64: Option<String>,
+    /// `public_key_file`: a PEM public key (relative to the config file's directory).
     pub public_key_file: Option<String>,
+    /// `jwks_file`: a JWKS file, reloaded when it changes (relative to the
+    /// config file's directory).
     pub jwks_file: Option<String>,
 }
 
+/// `[enforcement]`: what happens to requests.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEnforcement {
+    /// `enforcement.mode`: `enforce` refuses; `monitor` forwards every
+    /// request and only reports the decision it would have taken.
     #[serde(default = "d_mode")]
     pub mode: String,
+    /// `enforcement.public_paths`: path prefixes forwarded without a token;
+    /// each a canonical path starting with `/`, not under `/.sessiongate`.
     #[serde(default = "d_public_paths")]
     pub public_paths: Vec<String>,
+    /// `enforcement.login_url`: a refusal that would be a 401 is a 302 to
+    /// this URL for a browser asking for HTML; empty: no redirect.
     #[serde(default)]
     pub login_url: String,
     /// Refuse every request (503) once the store has been unreachable this
@@ -193,11 +272,16 @@ impl Default for RawEnforcement {
     }
 }
 
+/// `[admin]`: access to the admin API.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
+    /// `admin.token`: bearer token required on the admin API's `/v1/*`;
+    /// empty: none (allowed only when `listen.admin` is on loopback).
     #[serde(default)]
     pub token: String,
+    /// `admin.token_env`: name of the environment variable holding the
+    /// admin token (instead of `admin.token`, not with it).
     pub token_env: Option<String>,
     /// PEM certificate chain: the admin listener speaks HTTPS.
     #[serde(default)]
@@ -207,13 +291,18 @@ pub struct RawAdmin {
     pub tls_key_file: String,
 }
 
+/// `[store]`: where revocations, the audit trail and session metadata are kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
+    /// `store.backend`: `embedded` (SQLite, one host) or `redis` (shared by a cluster).
     #[serde(default = "d_backend")]
     pub backend: String,
+    /// `store.path`: the SQLite file of the embedded store (relative to the
+    /// config file's directory).
     #[serde(default = "d_store_path")]
     pub path: String,
+    /// `store.redis_url`: the Redis server, `redis://` or `rediss://`.
     #[serde(default = "d_redis_url")]
     pub redis_url: String,
     /// Seconds between purges of expired revocations.
@@ -250,11 +339,16 @@ impl Default for RawStore {
     }
 }
 
+/// `[geoip]`: locating client addresses, and which proxies to believe.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGeoip {
+    /// `geoip.database`: a MaxMind DB file (relative to the config file's
+    /// directory); empty: the bundled country database.
     #[serde(default)]
     pub database: String,
+    /// `geoip.trusted_proxies`: CIDRs or addresses whose `X-Forwarded-For`
+    /// is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// How often the database file is checked for changes.
@@ -272,11 +366,15 @@ impl Default for RawGeoip {
     }
 }
 
+/// `[sessions]`: the session registry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
+    /// `sessions.idle_ttl_s`: a session not seen for this long is forgotten
+    /// (seconds, at least 1).
     #[serde(default = "d_idle_ttl")]
     pub idle_ttl_s: u64,
+    /// `sessions.max_tracked`: most sessions held in memory (at least 1).
     #[serde(default = "d_max_tracked")]
     pub max_tracked: usize,
     /// How often session metadata is written to the store.

@@ -29,6 +29,7 @@ pub enum Decision {
     Reserved,
     /// Verified and not revoked: forward with this identity.
     Allow(Arc<VerifiedToken>),
+    /// Enforce mode: answered with this refusal, never forwarded.
     Refuse(Refusal),
     /// Monitor mode: would have been refused; forwarded as sent, counted
     /// under the refusal's label.
@@ -39,7 +40,9 @@ pub enum Decision {
 /// application sees only the credential that was verified (or none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// What to do with the request.
     pub decision: Decision,
+    /// Credentials to remove before forwarding; `None`: nothing to remove.
     pub strip: Option<Strip>,
     /// Monitor mode: the `X-Sessiongate-Decision` value for the app.
     pub monitor_label: Option<&'static str>,
@@ -84,6 +87,7 @@ impl Verdict {
 pub struct Facts<'a> {
     /// The raw request target (path and query, undecoded).
     pub target: &'a [u8],
+    /// The request's headers.
     pub headers: &'a HeaderMap,
     /// UNIX seconds.
     pub now_s: i64,
@@ -108,6 +112,8 @@ impl std::fmt::Debug for Enforcer {
 }
 
 impl Enforcer {
+    /// Builds the enforcer of `config`, checking against `revocations`;
+    /// loads every key (an error names its `token.keys[i]` entry).
     pub fn new(config: &Config, revocations: Arc<RevocationSet>) -> Result<Self, KeyLoadError> {
         Ok(Enforcer {
             verifier: Verifier::new(&config.token)?,
@@ -127,10 +133,12 @@ impl Enforcer {
         self.mode
     }
 
+    /// The token verifier (its keys are replaced on JWKS reload).
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
 
+    /// The in-memory revocation set tokens are checked against.
     pub fn revocations(&self) -> &Arc<RevocationSet> {
         &self.revocations
     }

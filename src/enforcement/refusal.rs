@@ -11,20 +11,32 @@ use crate::token::extract::CredentialError;
 use crate::token::TokenError;
 
 /// The decision label of a request, as counted in `sessiongate_requests_total`.
+/// The discriminant indexes that metric's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Verified, not revoked: forwarded with its identity.
     Allowed = 0,
+    /// Under a public prefix: forwarded whatever its token.
     Public = 1,
+    /// No configured source carried a token.
     MissingToken = 2,
+    /// The token did not verify (any [`TokenError`] but `Expired`), or its
+    /// identity cannot travel in headers.
     InvalidToken = 3,
+    /// The token has expired ([`TokenError::Expired`]).
     TokenExpired = 4,
+    /// The session is revoked, or its user's cutoff covers it.
     SessionRevoked = 5,
+    /// Seen from an unconfirmed new country (`sessions.refuse_new_location`).
     NewLocation = 6,
+    /// The store has been silent longer than `enforcement.fail_closed_after_s`.
     StoreUnavailable = 7,
+    /// The request's credentials are ambiguous.
     InvalidRequest = 8,
 }
 
 impl Outcome {
+    /// Every outcome, in discriminant order (one counter each).
     pub const ALL: [Outcome; 9] = [
         Outcome::Allowed,
         Outcome::Public,
@@ -37,6 +49,7 @@ impl Outcome {
         Outcome::InvalidRequest,
     ];
 
+    /// The metric label, also the `error` code of a refusal's JSON body.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",
@@ -54,11 +67,20 @@ impl Outcome {
 
 /// Why a request is refused. One place ([`Refusal::render`]) turns it into
 /// status, headers and body; [`Refusal::outcome`] gives its metric label.
+/// Each 401 below is a 302 to `enforcement.login_url` instead when one is set
+/// and the client asks for HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// No configured source carried a token: 401 with a bare `Bearer`
+    /// challenge.
     MissingToken,
+    /// The token did not verify, or its identity cannot travel in headers:
+    /// 401 `invalid_token`.
     InvalidToken(TokenError),
+    /// The token has expired ([`TokenError::Expired`]): 401 `token_expired`.
     Expired,
+    /// The session is revoked, or its user's cutoff covers it (issued before
+    /// it, or without `iat`): 401 `session_revoked`, with when and why.
     Revoked(Revoked),
     /// Seen from a new country; refused until the user confirms it
     /// (`sessions.refuse_new_location`).
@@ -74,12 +96,17 @@ pub enum Refusal {
 /// A refusal ready to be written: status, extra headers, JSON body.
 #[derive(Debug, Clone)]
 pub struct RenderedRefusal {
+    /// 401, 302 (login redirect), 400, 403 or 503.
     pub status: StatusCode,
+    /// Headers besides `Content-Type` and `Content-Length` (which the writer
+    /// adds): `WWW-Authenticate`, `Location`, `Cache-Control`, `Retry-After`.
     pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// The JSON body ([`Refusal::body`]).
     pub body: Bytes,
 }
 
 impl Refusal {
+    /// Its label in `sessiongate_requests_total`.
     pub fn outcome(&self) -> Outcome {
         match self {
             Refusal::MissingToken => Outcome::MissingToken,

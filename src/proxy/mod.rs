@@ -28,12 +28,23 @@ use crate::store::Health;
 use crate::token::extract::{same_header, Strip};
 use crate::token::VerifiedToken;
 
+/// The verified session id, sent upstream (a client's own copy is removed).
 pub const X_SESSION_ID: &str = "X-Session-Id";
+/// The verified user id, sent upstream when the token names a user.
 pub const X_USER_ID: &str = "X-User-Id";
+/// Monitor mode: the request's decision label (`allowed`, `session_revoked`...),
+/// sent upstream.
 pub const X_SESSIONGATE_DECISION: &str = "X-Sessiongate-Decision";
+/// The client's country, sent upstream when GeoIP locates it.
 pub const X_GEO_COUNTRY: &str = "X-Geo-Country";
+/// The client's city, sent upstream when GeoIP locates it.
 pub const X_GEO_CITY: &str = "X-Geo-City";
+/// Believed only from a peer in `geoip.trusted_proxies`; with
+/// `upstream.x_forwarded`, sent upstream as that chain plus the peer (from
+/// any other peer, the peer alone).
 pub const X_FORWARDED_FOR: &str = "X-Forwarded-For";
+/// With `upstream.x_forwarded`: `http` or `https` as the client connected
+/// (a trusted proxy's own value is kept).
 pub const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 
 /// Largest request body a self-service action reads.

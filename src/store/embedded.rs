@@ -161,6 +161,7 @@ impl Embedded {
         })
     }
 
+    /// The SQLite file (`store.path`).
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -25,10 +25,15 @@ use super::settings::TokenSource;
 /// Why a request's credentials cannot be trusted: `400 invalid_request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
+    /// More than one `Authorization` header (with a bearer source).
     #[error("more than one Authorization header")]
     DuplicateAuthorization,
+    /// A `header:NAME` source's header appears more than once, counting
+    /// spellings with `_` for `-`.
     #[error("a credential header is given more than once")]
     DuplicateHeader,
+    /// A `cookie:NAME` source's cookie appears more than once with different
+    /// values.
     #[error("a credential cookie is given more than once with different values")]
     ConflictingCookies,
 }
@@ -69,6 +74,7 @@ pub struct Strip {
 }
 
 impl Strip {
+    /// No header to remove and the cookies left alone.
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.cookie.is_none()
     }

@@ -22,7 +22,7 @@ pub(super) struct Signed<'a> {
 
 /// Checks a compact JWS against `keys`: shape, header, algorithm, `kid` and
 /// signature; nothing about claims (the payload need not be JSON). The rules
-/// of [`Verifier::verify`] up to the signature, for conformance vectors.
+/// of [`super::Verifier::verify`] up to the signature, for conformance vectors.
 pub fn verify_signature(keys: &KeySet, token: &[u8]) -> Result<(), TokenError> {
     check_signature(keys, token).map(|_| ())
 }

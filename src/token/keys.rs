@@ -12,7 +12,10 @@ use super::settings::{KeyConfig, KeyMaterial};
 
 /// A key ready to verify signatures of exactly one algorithm.
 pub struct Key {
+    /// The one algorithm this key verifies.
     pub algorithm: Algorithm,
+    /// Its `kid`: the config entry's for a secret or PEM file, the JWK's
+    /// for a JWKS key; `None`: none.
     pub kid: Option<Box<str>>,
     verifier: Verifier,
 }
@@ -38,8 +41,11 @@ impl Key {
 /// `token.keys[index].field` it came from.
 #[derive(Debug)]
 pub struct KeyLoadError {
+    /// Position of the entry in `[[token.keys]]`.
     pub index: usize,
+    /// `algorithm`, `public_key_file` or `jwks_file`.
     pub field: &'static str,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -47,13 +53,17 @@ pub struct KeyLoadError {
 /// `sessiongate_jwks_keys_skipped_total`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedKey {
+    /// The JWK's `kid`, when it has one.
     pub kid: Option<String>,
+    /// Why it was skipped, prefixed with its position (`keys[2]: ...`).
     pub reason: String,
 }
 
 /// The keys of one JWKS document: those usable, and those skipped.
 pub struct JwksLoad {
+    /// The usable keys.
     pub keys: KeySet,
+    /// The keys not loaded, and why.
     pub skipped: Vec<SkippedKey>,
 }
 
@@ -202,10 +212,12 @@ impl KeySet {
         })
     }
 
+    /// Number of usable keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// No usable key: every token is refused (`NoMatchingKey`).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

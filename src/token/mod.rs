@@ -64,6 +64,9 @@ pub struct VerifiedToken {
 }
 
 impl VerifiedToken {
+    /// The identity of session `session_id` and user `user_id` (times in
+    /// UNIX seconds), with its keys and header values computed; `nbf` and
+    /// `max_until` unset.
     pub fn new(
         session_id: String,
         user_id: Option<String>,
