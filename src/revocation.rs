@@ -50,6 +50,20 @@ pub struct UserCutoff {
     pub actor: String,
 }
 
+impl UserCutoff {
+    /// The rule "the later cutoff wins": `self` replaces `current` when it
+    /// cuts off later (`not_before`, then the time it was taken), or at the
+    /// same moment with another exemption. Every store and the in-memory
+    /// set decide by it.
+    pub fn supersedes(&self, current: &UserCutoff) -> bool {
+        let (new, cur) = (
+            (self.not_before, self.revoked_at_ms),
+            (current.not_before, current.revoked_at_ms),
+        );
+        new > cur || (new == cur && self.except != current.except)
+    }
+}
+
 /// Either kind of revocation, for lists and for changes read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
@@ -441,11 +455,16 @@ impl RevocationSet {
         match self.cutoffs.entry(Box::from(c.user_id.as_str())) {
             dashmap::Entry::Occupied(mut o) => {
                 let cur = o.get();
-                let newer =
-                    (cur.not_before, cur.revoked_at_ms) < (entry.not_before, entry.revoked_at_ms);
-                let same_time =
-                    (cur.not_before, cur.revoked_at_ms) == (entry.not_before, entry.revoked_at_ms);
-                if newer || (same_time && cur.except != entry.except) {
+                let current = UserCutoff {
+                    user_id: String::new(),
+                    not_before: cur.not_before,
+                    except: cur.except.as_deref().map(String::from),
+                    revoked_at_ms: cur.revoked_at_ms,
+                    expires_at: cur.expires_at,
+                    reason: String::new(),
+                    actor: String::new(),
+                };
+                if c.supersedes(&current) {
                     o.insert(entry);
                     true
                 } else {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::SessionRecord;
-use super::{Changes, Loaded, Sink, Store, StoreError};
+use super::{Changes, Loaded, Sink, Store, StoreError, USER_SESSIONS_MAX};
 use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
@@ -308,6 +308,24 @@ impl Store for Embedded {
     ) -> Result<UserCutoff, StoreError> {
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // The cutoff in force: the latest by the one rule, among those
+            // not expired.
+            let current = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {REVOCATION_COLUMNS} FROM revocations
+                     WHERE kind = 'user' AND target = ?1 AND expires_at > ?2 ORDER BY seq"
+                ))?;
+                let rows = stmt.query_map(params![c.user_id, clock::now_s()], row_to_revocation)?;
+                let mut best: Option<UserCutoff> = None;
+                for row in rows {
+                    if let (_, Some(Revocation::User(u))) = row? {
+                        if best.as_ref().is_none_or(|b| u.supersedes(b)) {
+                            best = Some(u);
+                        }
+                    }
+                }
+                best
+            };
             tx.execute(
                 "INSERT INTO revocations (kind, target, at_ms, not_before, except_sid, expires_at, reason, actor)
                  VALUES ('user', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -315,7 +333,10 @@ impl Store for Embedded {
             )?;
             insert_audit(&tx, &audit)?;
             tx.commit()?;
-            Ok(c)
+            Ok(match current {
+                Some(cur) if !c.supersedes(&cur) => cur,
+                _ => c,
+            })
         })
         .await
     }
@@ -504,14 +525,21 @@ impl Store for Embedded {
                     "INSERT INTO sessions ({SESSION_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                      ON CONFLICT (sid) DO UPDATE SET
-                        user_id = excluded.user_id, ip = excluded.ip, user_agent = excluded.user_agent,
-                        country = excluded.country, city = excluded.city,
-                        latitude = excluded.latitude, longitude = excluded.longitude,
+                        user_id = {newer}excluded.user_id ELSE sessions.user_id END,
+                        ip = {newer}excluded.ip ELSE sessions.ip END,
+                        user_agent = {newer}excluded.user_agent ELSE sessions.user_agent END,
+                        country = {newer}excluded.country ELSE sessions.country END,
+                        city = {newer}excluded.city ELSE sessions.city END,
+                        latitude = {newer}excluded.latitude ELSE sessions.latitude END,
+                        longitude = {newer}excluded.longitude ELSE sessions.longitude END,
+                        iat = {newer}excluded.iat ELSE sessions.iat END,
+                        exp = {newer}excluded.exp ELSE sessions.exp END,
                         first_seen_ms = MIN(sessions.first_seen_ms, excluded.first_seen_ms),
                         last_seen_ms = MAX(sessions.last_seen_ms, excluded.last_seen_ms),
                         requests = MAX(sessions.requests, excluded.requests),
-                        iat = excluded.iat, exp = excluded.exp,
-                        new_location = excluded.new_location, confirmed = excluded.confirmed"
+                        new_location = MAX(sessions.new_location, excluded.new_location),
+                        confirmed = MAX(sessions.confirmed, excluded.confirmed)",
+                    newer = "CASE WHEN excluded.last_seen_ms >= sessions.last_seen_ms THEN "
                 ))?;
                 for s in &sessions {
                     stmt.execute(params![
@@ -569,7 +597,7 @@ impl Store for Embedded {
             query_sessions(
                 conn,
                 &format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY last_seen_ms DESC LIMIT 1000"
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY last_seen_ms DESC LIMIT {USER_SESSIONS_MAX}"
                 ),
                 params![user],
             )

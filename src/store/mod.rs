@@ -55,6 +55,31 @@ pub struct SessionRecord {
     pub confirmed: bool,
 }
 
+/// Most sessions [`Store::user_sessions`] answers (the newest by `last_seen`).
+pub const USER_SESSIONS_MAX: usize = 1000;
+
+impl SessionRecord {
+    /// The rule for two gateways writing the same session: first seen is
+    /// the earliest, last seen the latest, the request count the larger,
+    /// new-location and confirmed flags stick; the rest (address, device,
+    /// location, token times) comes from the later sighting. Every store
+    /// merges by it (the conformance suite holds them to this function).
+    pub fn merged(&self, other: &SessionRecord) -> SessionRecord {
+        let (older, newer) = if other.last_seen_ms >= self.last_seen_ms {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        SessionRecord {
+            first_seen_ms: older.first_seen_ms.min(newer.first_seen_ms),
+            requests: older.requests.max(newer.requests),
+            new_location: older.new_location || newer.new_location,
+            confirmed: older.confirmed || newer.confirmed,
+            ..newer.clone()
+        }
+    }
+}
+
 /// The store could not do what was asked. Maps to 503 `store_unavailable`.
 #[derive(Debug, thiserror::Error)]
 #[error("store unavailable: {0}")]

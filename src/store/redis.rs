@@ -83,14 +83,17 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[4])
 return existing or ARGV[1]
 "#;
 
-/// A later cutoff replaces an earlier one, never the reverse.
+/// A later cutoff replaces an earlier one, never the reverse: the rule of
+/// `UserCutoff::supersedes`.
 const REVOKE_USER: &str = r#"
 local existing = redis.call('GET', KEYS[1])
 local keep = false
 if existing then
   local cur = cjson.decode(existing)
   local new = cjson.decode(ARGV[1])
-  if cur.not_before > new.not_before or (cur.not_before == new.not_before and cur.revoked_at_ms > new.revoked_at_ms) then
+  local cn, nn = cur.not_before, new.not_before
+  local ca, na = cur.revoked_at_ms, new.revoked_at_ms
+  if cn > nn or (cn == nn and ca > na) or (cn == nn and ca == na and cur.except == new.except) then
     keep = true
   end
 end
@@ -103,6 +106,34 @@ if keep then return existing end
 return ARGV[1]
 "#;
 
+/// Writes one session's metadata merged with what another gateway wrote:
+/// the rule of `SessionRecord::merged` (first seen earliest, last seen
+/// latest, the larger count, sticky flags, the rest from the later
+/// sighting). KEYS[1] the session key; ARGV[1] the record (JSON), ARGV[2]
+/// its time to live in seconds.
+const SAVE_SESSION: &str = r#"
+local new = cjson.decode(ARGV[1])
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  local old = cjson.decode(existing)
+  local first = math.min(old.first_seen_ms, new.first_seen_ms)
+  local requests = math.max(old.requests, new.requests)
+  local new_location = old.new_location or new.new_location
+  local confirmed = old.confirmed or new.confirmed
+  if old.last_seen_ms > new.last_seen_ms then
+    new = old
+  end
+  new.first_seen_ms = first
+  new.requests = requests
+  new.new_location = new_location
+  new.confirmed = confirmed
+  redis.call('SET', KEYS[1], cjson.encode(new), 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return 1
+"#;
+
 /// [`Store`] on Redis.
 pub struct RedisStore {
     client: redis::Client,
@@ -113,6 +144,7 @@ pub struct RedisStore {
     follower: Mutex<Option<MultiplexedConnection>>,
     revoke_session: Script,
     revoke_user: Script,
+    save_session: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -235,6 +267,7 @@ impl RedisStore {
             follower: Mutex::new(None),
             revoke_session: Script::new(REVOKE_SESSION),
             revoke_user: Script::new(REVOKE_USER),
+            save_session: Script::new(SAVE_SESSION),
         })
     }
 
@@ -601,12 +634,12 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         for s in &sessions {
             let json = serde_json::to_string(s).map_err(|e| StoreError(e.to_string()))?;
-            pipe.cmd("SET")
-                .arg(self.key(&format!("sess:{}", s.session_id)))
+            self.save_session
+                .key(self.key(&format!("sess:{}", s.session_id)))
                 .arg(json)
-                .arg("EX")
                 .arg(ttl)
-                .ignore();
+                .invoke_async::<i64>(&mut conn)
+                .await?;
             if let Some(u) = &s.user_id {
                 let set = self.key(&format!("usess:{u}"));
                 pipe.cmd("SADD").arg(&set).arg(&s.session_id).ignore();
@@ -651,6 +684,8 @@ impl Store for RedisStore {
         if !gone.is_empty() {
             let _: Result<(), _> = conn.srem(&set, gone).await;
         }
+        out.sort_by_key(|s| std::cmp::Reverse(s.last_seen_ms));
+        out.truncate(super::USER_SESSIONS_MAX);
         Ok(out)
     }
 
