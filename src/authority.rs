@@ -34,6 +34,15 @@ impl Actor {
     }
 
     /// User `sub` acting on their own sessions (`user:<sub>`), from `ip`.
+    /// `sessiongate import`, a bulk revocation from a file.
+    pub fn import() -> Actor {
+        Actor {
+            name: "import".into(),
+            ip: None,
+        }
+    }
+
+    /// The user `sub` acting on their own sessions (self-service).
     pub fn user(sub: &str, ip: Option<String>) -> Actor {
         Actor {
             name: format!("user:{sub}"),
@@ -78,6 +87,23 @@ impl Authority {
         }
     }
 
+    /// An authority for a command that writes to the store without a
+    /// running gateway (`sessiongate import`): its in-memory set, metrics
+    /// and connections are its own, the rules the same.
+    pub fn offline(store: Arc<dyn Store>, retention: Retention) -> Result<Authority, StoreError> {
+        let metrics = Arc::new(
+            Metrics::new(prometheus::Registry::new()).map_err(|e| StoreError(e.to_string()))?,
+        );
+        let connections = Arc::new(ConnectionRegistry::new(metrics.clone()));
+        Ok(Authority::new(
+            store,
+            Arc::new(RevocationSet::new()),
+            metrics,
+            connections,
+            retention,
+        ))
+    }
+
     /// The durable store revocations are written to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -104,22 +130,8 @@ impl Authority {
         reason: &str,
         actor: &Actor,
     ) -> Result<SessionRevocation, StoreError> {
-        let now_ms = clock::now_ms();
-        let revocation = SessionRevocation {
-            session_id: session_id.to_string(),
-            revoked_at_ms: now_ms,
-            expires_at: self.retention.session_until(now_ms.div_euclid(1000), exp),
-            reason: reason.to_string(),
-            actor: actor.name.clone(),
-        };
-        let audit = AuditEntry {
-            at_ms: now_ms,
-            actor: actor.name.clone(),
-            actor_ip: actor.ip.clone(),
-            action: Action::RevokeSession,
-            target: format!("session:{session_id}"),
-            reason: reason.to_string(),
-        };
+        let (revocation, audit) =
+            self.session_revocation(session_id, exp, reason, actor, clock::now_ms());
         let in_force = self
             .store
             .revoke_session(revocation, audit.clone())
@@ -131,6 +143,66 @@ impl Authority {
         self.refresh_gauges();
         audit.log();
         Ok(in_force)
+    }
+
+    /// A session revocation and its audit entry, as every path that revokes
+    /// a session writes them: one expiry rule ([`Retention`]), one audit
+    /// policy (every request is audited, new or already in force).
+    fn session_revocation(
+        &self,
+        session_id: &str,
+        exp: Option<i64>,
+        reason: &str,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> (SessionRevocation, AuditEntry) {
+        (
+            SessionRevocation {
+                session_id: session_id.to_string(),
+                revoked_at_ms: now_ms,
+                expires_at: self.retention.session_until(now_ms.div_euclid(1000), exp),
+                reason: reason.to_string(),
+                actor: actor.name.clone(),
+            },
+            AuditEntry {
+                at_ms: now_ms,
+                actor: actor.name.clone(),
+                actor_ip: actor.ip.clone(),
+                action: Action::RevokeSession,
+                target: format!("session:{session_id}"),
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    /// Revokes many sessions at once (`sessiongate import`), in one store
+    /// transaction where the store can; answers how many were new. Each is
+    /// built and audited exactly as [`Authority::revoke_session`] does.
+    pub async fn import_sessions(
+        &self,
+        session_ids: &[String],
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<usize, StoreError> {
+        let now_ms = clock::now_ms();
+        let batch: Vec<_> = session_ids
+            .iter()
+            .map(|id| self.session_revocation(id, None, reason, actor, now_ms))
+            .collect();
+        let applied: Vec<SessionRevocation> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let new = self
+            .store
+            .import_sessions(batch)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        for r in &applied {
+            if self.revocations.apply_session(r) {
+                self.connections
+                    .close_session(&r.session_id, Instant::now());
+            }
+        }
+        self.refresh_gauges();
+        Ok(new)
     }
 
     /// Revokes every session of `user_id` issued before now, except

@@ -354,36 +354,20 @@ fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let now_ms = crate::clock::now_ms();
-    let expires_at = crate::revocation::Retention::new(
+    let retention = crate::revocation::Retention::new(
         config.token.max_session_lifetime_s,
         config.token.leeway_s,
-    )
-    .session_until(now_ms.div_euclid(1000), None);
+    );
+    let authority = match crate::authority::Authority::offline(store, retention) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let total = ids.len();
-    let batch: Vec<_> = ids
-        .into_iter()
-        .map(|id| {
-            (
-                crate::revocation::SessionRevocation {
-                    session_id: id.clone(),
-                    revoked_at_ms: now_ms,
-                    expires_at,
-                    reason: reason.to_string(),
-                    actor: "import".into(),
-                },
-                crate::audit::AuditEntry {
-                    at_ms: now_ms,
-                    actor: "import".into(),
-                    actor_ip: None,
-                    action: crate::audit::Action::RevokeSession,
-                    target: format!("session:{id}"),
-                    reason: reason.to_string(),
-                },
-            )
-        })
-        .collect();
-    match runtime.block_on(store.import_sessions(batch)) {
+    let actor = crate::authority::Actor::import();
+    match runtime.block_on(authority.import_sessions(&ids, reason, &actor)) {
         Ok(new) => {
             println!(
                 "{new} revoked ({} already were), of {total} listed",

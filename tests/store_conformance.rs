@@ -409,3 +409,44 @@ async fn the_change_log_hands_over_what_came_after_the_cursor() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_import_follows_the_same_rules() {
+    for_each(|name, store| async move {
+        let t = now_s();
+        store
+            .revoke_session(
+                session("b0", 1_000, t + 600, "first"),
+                audit(1_000, "session:b0"),
+            )
+            .await?;
+        let batch: Vec<_> = ["b0", "b1", "b2"]
+            .iter()
+            .map(|id| {
+                (
+                    session(id, 2_000, t + 600, "import"),
+                    audit(2_000, &format!("session:{id}")),
+                )
+            })
+            .collect();
+        assert_eq!(
+            store.import_sessions(batch).await?,
+            2,
+            "{name}: b0 was revoked already"
+        );
+        let trail = store.audit(100, None).await?;
+        assert_eq!(trail.len(), 4, "{name}: every request audited");
+        let b0: Vec<Revocation> = loaded(&store, t)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Revocation::Session(s) if s.session_id == "b0"))
+            .collect();
+        assert!(
+            b0.iter()
+                .all(|r| matches!(r, Revocation::Session(s) if s.reason == "first")),
+            "{name}: the first revocation wins"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -431,12 +431,14 @@ impl Store for Embedded {
                      VALUES ('session', ?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for (r, a) in &revocations {
+                    // Every request is audited, new or already in force (as
+                    // `revoke_session` does); the first revocation wins.
+                    insert_audit(&tx, a)?;
                     let now_s = r.revoked_at_ms.div_euclid(1000);
                     if exists.exists(params![r.session_id, now_s])? {
                         continue;
                     }
                     insert.execute(params![r.session_id, r.revoked_at_ms, r.expires_at, r.reason, r.actor])?;
-                    insert_audit(&tx, a)?;
                     new += 1;
                 }
             }
