@@ -22,36 +22,6 @@ async fn json_body(resp: reqwest::Response) -> Value {
     resp.json().await.unwrap()
 }
 
-/// Sends `GET target` with exactly `headers` (no `Host` unless given) on a
-/// new connection; answers the status and body.
-async fn raw_exact(
-    addr: std::net::SocketAddr,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {target} HTTP/1.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WITHIN, s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// The requests the upstream saw for `path`.
 fn seen_at(up: &TestUpstream, path: &str) -> Vec<Seen> {
     up.seen().into_iter().filter(|s| s.path == path).collect()
