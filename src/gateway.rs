@@ -10,19 +10,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
+use pingora::services::ServiceWithDependents;
 use prometheus::Registry;
 
 use crate::admin::selfservice::SelfService;
-use crate::admin::{AdminApp, Readiness};
-use crate::authority::Authority;
+use crate::admin::AdminApp;
+use crate::authority::follow::{Purge, StateSync};
+use crate::authority::{Authority, Readiness};
 use crate::certificate::Certificate;
-use crate::clock;
 use crate::closer::app::Closable;
 use crate::closer::ConnectionRegistry;
 use crate::config::{Backend, Config, KeyMaterial};
@@ -32,18 +31,11 @@ use crate::geoip::GeoIp;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::revocation::RevocationSet;
+use crate::sessions::sync::SessionSync;
 use crate::sessions::{RegistryLimits, SessionRegistry};
 use crate::store::redis::RedisSettings;
 use crate::store::{Embedded, Health, RedisStore, Store};
 use crate::token::KeySet;
-
-/// How long one read of the store's change log waits for revocations
-/// written by another process (Redis blocks; SQLite polls every 50 ms).
-pub const FOLLOW_WAIT: Duration = Duration::from_secs(1);
-/// Longest pause between attempts to reach an unreachable store.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Pause between attempts to load the store at start-up.
-const LOAD_RETRY: Duration = Duration::from_millis(500);
 
 /// Everything a gateway process shares between its services.
 pub struct Gateway {
@@ -193,7 +185,7 @@ impl Gateway {
             "session-sync",
             SessionSync {
                 sessions: self.sessions.clone(),
-                authority: self.authority.clone(),
+                store: self.authority.store().clone(),
                 interval: config.sessions.persist_interval,
                 idle_ttl_ms: config.sessions.idle_ttl_ms,
             },
@@ -369,178 +361,6 @@ fn report_skipped(keys: &KeySet, metrics: &Metrics) {
         .inc_by(keys.skipped().len() as u64);
 }
 
-/// Loads the store into memory (the proxy waits for this), then follows the
-/// store's change log for revocations written by other processes.
-struct StateSync {
-    authority: Arc<Authority>,
-    sessions: Arc<SessionRegistry>,
-    idle_ttl_ms: i64,
-    readiness: Arc<Readiness>,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-}
-
-impl StateSync {
-    /// Loads every revocation in force; answers the change-log cursor.
-    async fn load_all(&self, shutdown: &mut ShutdownWatch) -> Option<String> {
-        let store = self.authority.store().clone();
-        let started = std::time::Instant::now();
-        let mut backoff = LOAD_RETRY;
-        loop {
-            let authority = self.authority.clone();
-            let sink: crate::store::Sink = Arc::new(move |r| {
-                authority.apply_one(&r);
-            });
-            match store.load(clock::now_s(), sink).await {
-                Ok(loaded) => {
-                    self.authority.refresh_gauges();
-                    self.health.contact(clock::now_ms());
-                    tracing::info!(
-                        revocations = loaded.count,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "revocation state loaded"
-                    );
-                    return Some(loaded.cursor);
-                }
-                Err(e) => {
-                    self.metrics.store_errors.inc();
-                    tracing::error!(error = %e, "cannot load revocations; retrying");
-                    tokio::select! {
-                        _ = shutdown.changed() => return None,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for StateSync {
-    async fn start_with_ready_notifier(
-        &self,
-        mut shutdown: ShutdownWatch,
-        ready: ServiceReadyNotifier,
-    ) {
-        let store = self.authority.store().clone();
-        let Some(mut cursor) = self.load_all(&mut shutdown).await else {
-            return;
-        };
-        // Session metadata is for pages and new-location checks, not for
-        // enforcement: a failure here is logged, not fatal.
-        match store
-            .load_sessions(clock::now_ms() - self.idle_ttl_ms)
-            .await
-        {
-            Ok(records) => {
-                let n = records.len();
-                self.sessions.load(records);
-                tracing::info!(sessions = n, "session registry loaded");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot load session metadata"),
-        }
-        self.readiness.set_loaded();
-        ready.notify_ready();
-
-        let mut backoff = Duration::from_millis(50);
-        let mut failing = false;
-        loop {
-            let read = tokio::select! {
-                _ = shutdown.changed() => return,
-                read = store.changes_since(&cursor, FOLLOW_WAIT) => read,
-            };
-            match read {
-                Ok(changes) if changes.reload => {
-                    tracing::warn!(
-                        "the change log was trimmed past this gateway's position; reloading"
-                    );
-                    match self.load_all(&mut shutdown).await {
-                        Some(c) => cursor = c,
-                        None => return,
-                    }
-                }
-                Ok(changes) => {
-                    self.health.contact(clock::now_ms());
-                    if failing {
-                        tracing::info!("store reachable again; following the change log");
-                        failing = false;
-                        backoff = Duration::from_millis(50);
-                    }
-                    self.authority.apply_changes(&changes.revocations);
-                    cursor = changes.cursor;
-                }
-                Err(e) => {
-                    self.metrics.store_errors.inc();
-                    if !failing {
-                        tracing::error!(error = %e, "cannot read the store's change log; enforcing from memory");
-                        failing = true;
-                    }
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-}
-
-/// Writes changed session metadata to the store in batches, and forgets
-/// sessions idle longer than `sessions.idle_ttl_s`.
-struct SessionSync {
-    sessions: Arc<SessionRegistry>,
-    authority: Arc<Authority>,
-    interval: Duration,
-    idle_ttl_ms: i64,
-}
-
-impl SessionSync {
-    async fn flush(&self) {
-        let dirty = self.sessions.take_dirty();
-        if dirty.is_empty() {
-            return;
-        }
-        if let Err(e) = self.authority.store().save_sessions(dirty.clone()).await {
-            tracing::warn!(error = %e, sessions = dirty.len(), "cannot persist session metadata; will retry");
-            self.sessions.retry_dirty(&dirty);
-        }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for SessionSync {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_purge = std::time::Instant::now();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    self.flush().await;
-                    return;
-                }
-                _ = tick.tick() => {}
-            }
-            self.flush().await;
-            if last_purge.elapsed() >= Duration::from_secs(60) {
-                last_purge = std::time::Instant::now();
-                let now = clock::now_ms();
-                self.sessions.purge(now);
-                if let Err(e) = self
-                    .authority
-                    .store()
-                    .purge_sessions(now - self.idle_ttl_ms)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot purge idle sessions from the store");
-                }
-            }
-        }
-    }
-}
-
 /// TLS settings that serve `certificate` (and whatever it is reloaded to).
 fn tls_settings(
     certificate: &Arc<Certificate>,
@@ -549,31 +369,6 @@ fn tls_settings(
     let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")?;
     settings.set_cert_resolver(certificate.clone());
     Ok(settings)
-}
-
-/// Drops expired revocations from memory and from the store.
-struct Purge {
-    authority: Arc<Authority>,
-    interval: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for Purge {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            match self.authority.purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "expired revocations purged"),
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
-            }
-        }
-    }
 }
 
 /// Runs a gateway until it is told to stop.

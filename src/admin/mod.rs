@@ -3,7 +3,6 @@
 //! OpenAPI description. `/v1/*` (except `/v1/openapi.json`) needs the admin
 //! bearer token, compared in constant time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::authority::{Actor, Authority};
+use crate::authority::{Actor, Authority, Readiness};
 use crate::clock;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationView;
@@ -40,24 +39,6 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// Request bodies are not used; at most this much is drained.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Whether the gateway has loaded its revocation state.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    loaded: AtomicBool,
-}
-
-impl Readiness {
-    /// Marks the revocation state loaded: `/readyz` may answer 200.
-    pub fn set_loaded(&self) {
-        self.loaded.store(true, Ordering::Release);
-    }
-
-    /// The revocation state has been loaded.
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
-    }
-}
 
 type ApiResult = Result<Response<Vec<u8>>, ApiError>;
 

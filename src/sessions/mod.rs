@@ -11,6 +11,7 @@
 //! once per request.
 
 pub mod device;
+pub mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

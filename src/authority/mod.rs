@@ -5,6 +5,8 @@
 //! durable), then the in-memory set (so the very next request is refused),
 //! then the log line. If the store fails, nothing in memory changes.
 
+pub mod follow;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +16,7 @@ use crate::closer::ConnectionRegistry;
 use crate::metrics::{Metrics, RevocationKind};
 use crate::revocation::{Retention, Revocation, RevocationSet, SessionRevocation, UserCutoff};
 use crate::store::{Store, StoreError};
+pub use follow::Readiness;
 
 /// Who asks for a revocation, for the audit trail.
 #[derive(Debug, Clone)]
