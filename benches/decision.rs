@@ -28,7 +28,6 @@ use sessiongate::geoip::GeoIp;
 use sessiongate::metrics::Metrics;
 use sessiongate::revocation::{RevocationSet, SessionRevocation, UserCutoff};
 use sessiongate::sessions::{RegistryLimits, SessionRegistry, Sighting};
-use sessiongate::store::Embedded;
 
 const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
@@ -117,13 +116,8 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        Embedded::open(&dir.path().join("s.db"), std::time::Duration::from_secs(5)).unwrap(),
-    );
     let registry = SessionRegistry::new(
         Arc::new(GeoIp::open(None).unwrap()),
-        store,
         Arc::new(Metrics::new(prometheus::Registry::new()).unwrap()),
         RegistryLimits {
             max_tracked: 1_000_000,

@@ -105,7 +105,6 @@ impl Gateway {
         );
         let sessions = Arc::new(SessionRegistry::new(
             geoip,
-            store.clone(),
             metrics.clone(),
             RegistryLimits {
                 max_tracked: config.sessions.max_tracked,

@@ -199,6 +199,11 @@ impl std::fmt::Debug for SelfService {
 }
 
 impl SelfService {
+    /// The authority every write of the gateway goes through.
+    pub fn authority(&self) -> &Arc<Authority> {
+        &self.authority
+    }
+
     /// Self-service authenticating with `enforcer`, listing from `sessions`
     /// and the store, revoking through `authority`; refused browser requests
     /// go to `login_url` (`enforcement.login_url`) when it is set.
@@ -295,6 +300,9 @@ impl SelfService {
                 .unwrap_or(b""),
             now_ms: req.now_ms,
         });
+        if let Some(entry) = observed.new_location.clone() {
+            self.authority.record_later(entry);
+        }
         let Some(user) = token.user_id.clone() else {
             return error(
                 req.headers,
@@ -536,8 +544,7 @@ impl SelfService {
             target: format!("session:{}", target.session_id),
             reason: String::new(),
         };
-        self.authority.store().append_audit(entry.clone()).await?;
-        entry.log();
+        self.authority.record(entry).await?;
         Ok(self.done(
             req,
             Notice::Confirmed,

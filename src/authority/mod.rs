@@ -178,6 +178,28 @@ impl Authority {
         )
     }
 
+    /// Records an action that revokes nothing (a new location, a
+    /// confirmation) in the audit trail, durably, and logs it.
+    pub async fn record(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.store
+            .append_audit(entry.clone())
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        entry.log();
+        Ok(())
+    }
+
+    /// [`Authority::record`] off the request path: the request does not
+    /// wait for the store, a failure is logged and counted.
+    pub fn record_later(self: &Arc<Self>, entry: AuditEntry) {
+        let authority = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = authority.record(entry).await {
+                tracing::warn!(error = %e, "cannot write an audit entry");
+            }
+        });
+    }
+
     /// Revokes many sessions at once (`sessiongate import`), in one store
     /// transaction where the store can; answers how many were new. Each is
     /// built and audited exactly as [`Authority::revoke_session`] does.

@@ -209,6 +209,9 @@ impl Proxy {
                 now_ms,
             })
         };
+        if let Some(entry) = seen.new_location {
+            self.self_service.authority().record_later(entry);
+        }
         if seen.unconfirmed_new_location {
             ctx.outcome = Some(Outcome::NewLocation);
             self.refuse(session, &Refusal::NewLocation).await?;

@@ -26,7 +26,6 @@ use crate::clock;
 use crate::geoip::{Geo, GeoIp};
 use crate::metrics::Metrics;
 use crate::revocation::{session_key, KeyBuild, Revoked, SessionKey};
-use crate::store::Store;
 pub use device::{Device, DeviceKind};
 
 /// How far back a user's sessions count when deciding whether a location
@@ -144,6 +143,9 @@ pub struct Observation {
     pub geo: Option<Arc<Geo>>,
     /// A new location not yet confirmed by the user.
     pub unconfirmed_new_location: bool,
+    /// This sighting is the session's first from a country new for its
+    /// user: the audit entry to record (through the authority).
+    pub new_location: Option<AuditEntry>,
 }
 
 #[derive(Debug)]
@@ -229,7 +231,6 @@ pub struct SessionRegistry {
     by_user: DashMap<Arc<str>, HashSet<SessionKey>>,
     dirty: Mutex<Vec<SessionKey>>,
     geoip: Arc<GeoIp>,
-    store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     limits: RegistryLimits,
 }
@@ -243,11 +244,10 @@ impl std::fmt::Debug for SessionRegistry {
 }
 
 impl SessionRegistry {
-    /// An empty registry: locations from `geoip`, changes persisted to
-    /// `store`, size reported in `metrics`.
+    /// An empty registry: locations from `geoip`, size reported in
+    /// `metrics` (changes are written by [`sync::SessionSync`]).
     pub fn new(
         geoip: Arc<GeoIp>,
-        store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         limits: RegistryLimits,
     ) -> SessionRegistry {
@@ -257,7 +257,6 @@ impl SessionRegistry {
             by_user: DashMap::new(),
             dirty: Mutex::new(Vec::new()),
             geoip,
-            store,
             metrics,
             limits,
         }
@@ -292,6 +291,7 @@ impl SessionRegistry {
                     unconfirmed_new_location: self.limits.refuse_new_location
                         && e.new_location
                         && !e.confirmed,
+                    new_location: None,
                 };
             }
         }
@@ -314,6 +314,7 @@ impl SessionRegistry {
             return Observation {
                 geo,
                 unconfirmed_new_location: false,
+                new_location: None,
             };
         }
         let user_agent = String::from_utf8_lossy(s.user_agent);
@@ -377,9 +378,9 @@ impl SessionRegistry {
             let tracked = self.tracked.fetch_add(1, Ordering::Relaxed) + 1;
             self.metrics.tracked_sessions.set(tracked as i64);
         }
-        if new_here {
+        let audit = new_here.then(|| {
             self.metrics.new_locations.inc();
-            let entry = AuditEntry {
+            AuditEntry {
                 at_ms: s.now_ms,
                 actor: "gateway".into(),
                 actor_ip: Some(s.ip.to_string()),
@@ -390,18 +391,12 @@ impl SessionRegistry {
                     s.user_id.unwrap_or(""),
                     country.as_deref().unwrap_or("?")
                 ),
-            };
-            let store = self.store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.append_audit(entry.clone()).await {
-                    tracing::warn!(error = %e, "cannot write new-location audit entry");
-                }
-                entry.log();
-            });
-        }
+            }
+        });
         Observation {
             geo,
             unconfirmed_new_location: self.limits.refuse_new_location && new_location && !confirmed,
+            new_location: audit,
         }
     }
 
