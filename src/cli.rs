@@ -488,7 +488,7 @@ fn admin_call(
                 .ok()
                 .map(|v| {
                     let code = v["error"].as_str().unwrap_or("error").to_string();
-                    match v["message"].as_str() {
+                    match v["error_description"].as_str() {
                         Some(m) => format!("{code}: {m}"),
                         None => code,
                     }

@@ -112,7 +112,9 @@ async fn malformed_input_is_a_clear_400_and_changes_nothing() {
         assert_eq!(resp.status(), 400, "{method} {path}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "bad_request", "{method} {path}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error_description"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     let long = "x".repeat(600);
     let resp = client

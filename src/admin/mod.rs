@@ -90,7 +90,9 @@ fn bytes_response(
 }
 
 fn error_response(e: ApiError) -> Response<Vec<u8>> {
-    let mut resp = json_response(e.status, &json!({"error": e.code, "message": e.message}));
+    let mut body = crate::enforcement::error_body(e.code, Some(&e.message)).to_vec();
+    body.push(b'\n');
+    let mut resp = bytes_response(e.status, "application/json", body);
     if e.status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -127,7 +127,15 @@ fn error(
     outcome: Option<Outcome>,
 ) -> Response {
     if wants_json(headers) {
-        return json_response(status, json!({"error": code, "message": message}), outcome);
+        return Response {
+            status,
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: crate::enforcement::error_body(code, Some(message)),
+            outcome,
+        };
     }
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\

@@ -14,7 +14,7 @@ use crate::path::{target_path, PublicPaths};
 use crate::revocation::RevocationSet;
 use crate::token::extract::{self, Strip};
 use crate::token::{KeyLoadError, TokenError, VerifiedToken, Verifier};
-pub use refusal::{Outcome, Refusal, RenderedRefusal};
+pub use refusal::{error_body, Outcome, Refusal, RenderedRefusal};
 
 /// Prefix of the paths the gateway serves itself.
 pub const RESERVED_PREFIX: &str = "/.sessiongate/";

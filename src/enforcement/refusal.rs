@@ -170,7 +170,7 @@ impl Refusal {
                 "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
                 "reason": (!r.reason.is_empty()).then_some(&*r.reason),
             }),
-            _ => json!({"error": self.code(), "error_description": self.description()}),
+            _ => return error_body(self.code(), Some(self.description())),
         };
         Bytes::from(value.to_string())
     }
@@ -241,4 +241,15 @@ impl Refusal {
             body: self.body(),
         }
     }
+}
+
+/// The one shape of every error body the gateway writes, proxy refusals,
+/// admin API and self-service alike: `{"error": code}`, with
+/// `"error_description"` when there is one (RFC 6750 / RFC 6749 names).
+pub fn error_body(code: &str, description: Option<&str>) -> Bytes {
+    let value = match description {
+        Some(d) => json!({"error": code, "error_description": d}),
+        None => json!({"error": code}),
+    };
+    Bytes::from(value.to_string())
 }

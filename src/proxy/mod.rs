@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -21,7 +20,9 @@ use crate::client_ip::TrustedProxies;
 use crate::clock;
 use crate::closer::{self, ConnectionRegistry};
 use crate::config::{Config, Mode};
-use crate::enforcement::{Decision, Enforcer, Facts, Outcome, Refusal, RenderedRefusal};
+use crate::enforcement::{
+    error_body, Decision, Enforcer, Facts, Outcome, Refusal, RenderedRefusal,
+};
 use crate::metrics::Metrics;
 use crate::sessions::{SessionRegistry, Sighting};
 use crate::store::Health;
@@ -295,7 +296,10 @@ impl Proxy {
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 )],
-                body: Bytes::from_static(br#"{"error":"payload_too_large"}"#),
+                body: error_body(
+                    "payload_too_large",
+                    Some("request bodies to the gateway's own pages are limited to 16 KiB"),
+                ),
                 outcome: None,
             }
         } else {
@@ -575,7 +579,7 @@ impl ProxyHttp for Proxy {
             },
         };
         if code == 502 {
-            let body = Bytes::from_static(br#"{"error":"upstream_unavailable"}"#);
+            let body = error_body("upstream_unavailable", None);
             if let Ok(mut resp) = ResponseHeader::build(502, Some(3)) {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
