@@ -7,7 +7,7 @@ use http::StatusCode;
 
 use super::{DEFAULT_LIMIT, MAX_ID_BYTES, MAX_LIMIT, MAX_REASON_BYTES};
 
-/// A refused or failed admin request: status and `{"error": code, "message"}`.
+/// A refused or failed admin request: status, and the body `{"error": code, "error_description": message}`.
 #[derive(Debug)]
 pub(super) struct ApiError {
     pub(super) status: StatusCode,
