@@ -22,7 +22,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncCommands, Script, Value};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::SessionRecord;
@@ -30,6 +29,11 @@ use super::{Changes, Loaded, Sink, Store, StoreError};
 use crate::audit::AuditEntry;
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
+
+mod codec;
+mod scripts;
+use codec::*;
+use scripts::{REVOKE_SESSION, REVOKE_USER, SAVE_SESSION};
 
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
@@ -54,86 +58,6 @@ pub struct RedisSettings {
     pub session_ttl: Duration,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredSession {
-    revoked_at_ms: i64,
-    expires_at: i64,
-    reason: String,
-    actor: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredCutoff {
-    not_before: i64,
-    except: Option<String>,
-    revoked_at_ms: i64,
-    expires_at: i64,
-    reason: String,
-    actor: String,
-}
-
-/// First revocation of a session wins; the audit entry is written either way.
-const REVOKE_SESSION: &str = r#"
-local existing = redis.call('GET', KEYS[1])
-if not existing then
-  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'kind', 'session', 'target', ARGV[3], 'data', ARGV[1])
-end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[4])
-return existing or ARGV[1]
-"#;
-
-/// A later cutoff replaces an earlier one, never the reverse: the rule of
-/// `UserCutoff::supersedes`.
-const REVOKE_USER: &str = r#"
-local existing = redis.call('GET', KEYS[1])
-local keep = false
-if existing then
-  local cur = cjson.decode(existing)
-  local new = cjson.decode(ARGV[1])
-  local cn, nn = cur.not_before, new.not_before
-  local ca, na = cur.revoked_at_ms, new.revoked_at_ms
-  if cn > nn or (cn == nn and ca > na) or (cn == nn and ca == na and cur.except == new.except) then
-    keep = true
-  end
-end
-if not keep then
-  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'kind', 'user', 'target', ARGV[3], 'data', ARGV[1])
-end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[4])
-if keep then return existing end
-return ARGV[1]
-"#;
-
-/// Writes one session's metadata merged with what another gateway wrote:
-/// the rule of `SessionRecord::merged` (first seen earliest, last seen
-/// latest, the larger count, sticky flags, the rest from the later
-/// sighting). KEYS[1] the session key; ARGV[1] the record (JSON), ARGV[2]
-/// its time to live in seconds.
-const SAVE_SESSION: &str = r#"
-local new = cjson.decode(ARGV[1])
-local existing = redis.call('GET', KEYS[1])
-if existing then
-  local old = cjson.decode(existing)
-  local first = math.min(old.first_seen_ms, new.first_seen_ms)
-  local requests = math.max(old.requests, new.requests)
-  local new_location = old.new_location or new.new_location
-  local confirmed = old.confirmed or new.confirmed
-  if old.last_seen_ms > new.last_seen_ms then
-    new = old
-  end
-  new.first_seen_ms = first
-  new.requests = requests
-  new.new_location = new_location
-  new.confirmed = confirmed
-  redis.call('SET', KEYS[1], cjson.encode(new), 'EX', ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-end
-return 1
-"#;
-
 /// [`Store`] on Redis.
 pub struct RedisStore {
     client: redis::Client,
@@ -153,91 +77,6 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.settings.prefix)
             .finish_non_exhaustive()
     }
-}
-
-fn session_key_of(r: &SessionRevocation) -> StoredSession {
-    StoredSession {
-        revoked_at_ms: r.revoked_at_ms,
-        expires_at: r.expires_at,
-        reason: r.reason.clone(),
-        actor: r.actor.clone(),
-    }
-}
-
-fn parse_session(sid: &str, json: &str) -> Option<SessionRevocation> {
-    let s: StoredSession = serde_json::from_str(json).ok()?;
-    Some(SessionRevocation {
-        session_id: sid.to_string(),
-        revoked_at_ms: s.revoked_at_ms,
-        expires_at: s.expires_at,
-        reason: s.reason,
-        actor: s.actor,
-    })
-}
-
-fn parse_cutoff(user: &str, json: &str) -> Option<UserCutoff> {
-    let c: StoredCutoff = serde_json::from_str(json).ok()?;
-    Some(UserCutoff {
-        user_id: user.to_string(),
-        not_before: c.not_before,
-        except: c.except,
-        revoked_at_ms: c.revoked_at_ms,
-        expires_at: c.expires_at,
-        reason: c.reason,
-        actor: c.actor,
-    })
-}
-
-/// `ms-seq` stream ids compare as pairs of integers.
-fn parse_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
-/// Fields of one stream entry.
-fn entry_fields(v: &Value) -> Option<(String, Vec<(String, String)>)> {
-    let Value::Array(parts) = v else { return None };
-    let id = redis::from_redis_value_ref::<String>(parts.first()?).ok()?;
-    let Value::Array(kv) = parts.get(1)? else {
-        return None;
-    };
-    let mut fields = Vec::new();
-    for pair in kv.chunks(2) {
-        if let [k, v] = pair {
-            fields.push((
-                redis::from_redis_value_ref::<String>(k).ok()?,
-                redis::from_redis_value_ref::<String>(v).ok()?,
-            ));
-        }
-    }
-    Some((id, fields))
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn revocation_from_entry(fields: &[(String, String)]) -> Option<Revocation> {
-    let target = field(fields, "target")?;
-    let data = field(fields, "data")?;
-    match field(fields, "kind")? {
-        "session" => parse_session(target, data).map(Revocation::Session),
-        "user" => parse_cutoff(target, data).map(Revocation::User),
-        _ => None,
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredAudit {
-    at_ms: i64,
-    actor: String,
-    actor_ip: Option<String>,
-    action: crate::audit::Action,
-    target: String,
-    reason: String,
 }
 
 impl RedisStore {
@@ -709,18 +548,6 @@ impl Store for RedisStore {
         v.try_into()
             .map_err(|_| StoreError(format!("redis {key}: not 32 bytes")))
     }
-}
-
-fn audit_json(a: &AuditEntry) -> Result<String, StoreError> {
-    serde_json::to_string(&StoredAudit {
-        at_ms: a.at_ms,
-        actor: a.actor.clone(),
-        actor_ip: a.actor_ip.clone(),
-        action: a.action,
-        target: a.target.clone(),
-        reason: a.reason.clone(),
-    })
-    .map_err(|e| StoreError(e.to_string()))
 }
 
 #[cfg(test)]

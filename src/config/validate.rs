@@ -1,0 +1,522 @@
+//! Turning the raw file into a validated [`Config`]: every value checked,
+//! paths resolved against the file's directory, keys loaded once; an error
+//! names the key ([`KeyError`]) and refuses rather than clamps.
+
+use super::*;
+
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, KeyError> {
+    value.parse().map_err(|_| {
+        KeyError::new(
+            key,
+            format!("{value:?} is not an address of the form ip:port (for example 127.0.0.1:8080)"),
+        )
+    })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError> {
+    let listen = Listen {
+        proxy: socket_addr("listen.proxy", &raw.listen.proxy)?,
+        admin: socket_addr("listen.admin", &raw.listen.admin)?,
+        threads: match raw.listen.threads {
+            0 => return Err(KeyError::new("listen.threads", "must be at least 1")),
+            n => n,
+        },
+        grace_period_s: raw.listen.grace_period_s,
+        pid_file: resolve(dir, &raw.listen.pid_file),
+        upgrade_socket: resolve(dir, &raw.listen.upgrade_socket),
+        tls: validate_tls(
+            "listen",
+            &raw.listen.tls_cert_file,
+            &raw.listen.tls_key_file,
+            dir,
+        )?,
+        h2c: raw.listen.h2c,
+        keepalive_timeout: (raw.listen.keepalive_timeout_s > 0)
+            .then(|| Duration::from_secs(raw.listen.keepalive_timeout_s)),
+        tls_reload: positive_secs("listen.tls_reload_s", raw.listen.tls_reload_s)?,
+        request_header_timeout: (raw.listen.request_header_timeout_s > 0)
+            .then(|| Duration::from_secs(raw.listen.request_header_timeout_s)),
+    };
+    if listen.proxy == listen.admin {
+        return Err(KeyError::new(
+            "listen.admin",
+            format!("{} is also listen.proxy", listen.admin),
+        ));
+    }
+
+    let upstream = validate_upstream(raw.upstream)?;
+    let token = validate_token(raw.token, dir)?;
+
+    let mode = match raw.enforcement.mode.as_str() {
+        "enforce" => Mode::Enforce,
+        "monitor" => Mode::Monitor,
+        other => {
+            return Err(KeyError::new(
+                "enforcement.mode",
+                format!("unknown mode {other:?} (expected \"enforce\" or \"monitor\")"),
+            ))
+        }
+    };
+    for (i, p) in raw.enforcement.public_paths.iter().enumerate() {
+        if !p.starts_with('/') {
+            return Err(KeyError::new(
+                format!("enforcement.public_paths[{i}]"),
+                format!("{p:?} must start with \"/\""),
+            ));
+        }
+        if p.starts_with("/.sessiongate") {
+            return Err(KeyError::new(
+                format!("enforcement.public_paths[{i}]"),
+                format!("{p:?} is reserved for the gateway"),
+            ));
+        }
+        if !crate::path::is_canonical(p.as_bytes()) || p.contains(['%', '?', '#']) {
+            return Err(KeyError::new(
+                format!("enforcement.public_paths[{i}]"),
+                format!("{p:?} must be a plain canonical path prefix (no dot segments, `\\`, `;`, `%`, `?` or `#`)"),
+            ));
+        }
+    }
+    let enforcement = Enforcement {
+        mode,
+        public_paths: raw.enforcement.public_paths,
+        login_url: match non_empty(raw.enforcement.login_url) {
+            Some(u) => Some(http::HeaderValue::from_str(&u).map_err(|_| {
+                KeyError::new(
+                    "enforcement.login_url",
+                    format!("{u:?} is not a valid header value"),
+                )
+            })?),
+            None => None,
+        },
+        fail_closed_after: (raw.enforcement.fail_closed_after_s > 0)
+            .then(|| Duration::from_secs(raw.enforcement.fail_closed_after_s)),
+    };
+
+    let admin_token = match (&raw.admin.token, &raw.admin.token_env) {
+        (t, None) => non_empty(t.clone()),
+        (t, Some(_)) if !t.is_empty() => {
+            return Err(KeyError::new(
+                "admin.token_env",
+                "set either admin.token or admin.token_env, not both",
+            ))
+        }
+        (_, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                return Err(KeyError::new(
+                    "admin.token_env",
+                    format!("environment variable {var:?} is not set or empty"),
+                ))
+            }
+        },
+    };
+    if admin_token.is_none() && !listen.admin.ip().is_loopback() {
+        return Err(KeyError::new(
+            "admin.token",
+            format!(
+                "required because listen.admin {} is not on loopback",
+                listen.admin
+            ),
+        ));
+    }
+    let admin = Admin {
+        token: admin_token,
+        tls: validate_tls(
+            "admin",
+            &raw.admin.tls_cert_file,
+            &raw.admin.tls_key_file,
+            dir,
+        )?,
+    };
+
+    let store = StoreConfig {
+        backend: match raw.store.backend.as_str() {
+            "embedded" => Backend::Embedded,
+            "redis" => Backend::Redis,
+            other => {
+                return Err(KeyError::new(
+                    "store.backend",
+                    format!("unknown backend {other:?} (expected \"embedded\" or \"redis\")"),
+                ))
+            }
+        },
+        path: resolve(dir, &raw.store.path),
+        redis_url: raw.store.redis_url,
+        purge_interval: positive_secs("store.purge_interval_s", raw.store.purge_interval_s)?,
+        busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+        redis_prefix: raw.store.redis_prefix,
+        redis_stream_maxlen: if raw.store.redis_stream_maxlen >= 100 {
+            raw.store.redis_stream_maxlen
+        } else {
+            return Err(KeyError::new(
+                "store.redis_stream_maxlen",
+                format!(
+                    "must be at least 100, not {}",
+                    raw.store.redis_stream_maxlen
+                ),
+            ));
+        },
+        redis_ca_file: non_empty(raw.store.redis_ca_file).map(|p| resolve(dir, &p)),
+    };
+    if store.backend == Backend::Redis
+        && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))
+    {
+        return Err(KeyError::new(
+            "store.redis_url",
+            format!(
+                "{:?} must start with redis:// or rediss://",
+                store.redis_url
+            ),
+        ));
+    }
+
+    let mut trusted_proxies = Vec::new();
+    for (i, c) in raw.geoip.trusted_proxies.iter().enumerate() {
+        let net = c
+            .parse::<IpNet>()
+            .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                KeyError::new(
+                    format!("geoip.trusted_proxies[{i}]"),
+                    format!("{c:?} is not a CIDR (10.0.0.0/8) or an IP address"),
+                )
+            })?;
+        trusted_proxies.push(net);
+    }
+    let geoip = Geoip {
+        database: non_empty(raw.geoip.database).map(|p| resolve(dir, &p)),
+        trusted_proxies,
+        reload: positive_secs("geoip.reload_s", raw.geoip.reload_s)?,
+    };
+
+    if raw.sessions.max_tracked == 0 {
+        return Err(KeyError::new("sessions.max_tracked", "must be at least 1"));
+    }
+    let sessions = Sessions {
+        idle_ttl_ms: positive_secs("sessions.idle_ttl_s", raw.sessions.idle_ttl_s)?.as_millis()
+            as i64,
+        max_tracked: raw.sessions.max_tracked,
+        persist_interval: positive_secs(
+            "sessions.persist_interval_s",
+            raw.sessions.persist_interval_s,
+        )?,
+        refuse_new_location: raw.sessions.refuse_new_location,
+    };
+
+    Ok(Config {
+        file: file.to_path_buf(),
+        listen,
+        upstream,
+        token,
+        enforcement,
+        admin,
+        store,
+        geoip,
+        sessions,
+    })
+}
+
+/// `{table}.tls_cert_file` and `{table}.tls_key_file`: both or neither; they
+/// must load into a server certificate, so `check-config` finds a bad pair
+/// (the missing-file check names which of the two keys is wrong).
+fn validate_tls(
+    table: &str,
+    cert: &str,
+    key: &str,
+    dir: &Path,
+) -> Result<Option<ListenTls>, KeyError> {
+    let cert_key = format!("{table}.tls_cert_file");
+    let key_key = format!("{table}.tls_key_file");
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, true) => return Err(KeyError::new(key_key, format!("required with {cert_key}"))),
+        (true, false) => return Err(KeyError::new(cert_key, format!("required with {key_key}"))),
+        (false, false) => {}
+    }
+    let tls = ListenTls {
+        cert_file: resolve(dir, cert),
+        key_file: resolve(dir, key),
+    };
+    for (k, path) in [(&cert_key, &tls.cert_file), (&key_key, &tls.key_file)] {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(KeyError::new(
+                k.as_str(),
+                format!("{}: {e}", path.display()),
+            ));
+        }
+    }
+    match crate::certificate::load(&tls) {
+        Ok(_) => {}
+        Err(e @ crate::certificate::LoadError::Files(_)) => {
+            return Err(KeyError::new(cert_key, e.to_string()))
+        }
+        Err(e @ crate::certificate::LoadError::Pair(_)) => {
+            return Err(KeyError::new(key_key, e.to_string()))
+        }
+    }
+    Ok(Some(tls))
+}
+
+fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
+    let (host, port) = raw.address.rsplit_once(':').ok_or_else(|| {
+        KeyError::new(
+            "upstream.address",
+            format!("{:?} is not host:port", raw.address),
+        )
+    })?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(KeyError::new(
+            "upstream.address",
+            format!("{:?} is not host:port", raw.address),
+        ));
+    }
+    let sni = if raw.sni.is_empty() {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    } else {
+        raw.sni
+    };
+    Ok(Upstream {
+        address: raw.address,
+        tls: raw.tls,
+        sni,
+        connect_timeout: positive_ms("upstream.connect_timeout_ms", raw.connect_timeout_ms)?,
+        read_timeout: (raw.read_timeout_s > 0).then(|| Duration::from_secs(raw.read_timeout_s)),
+        x_forwarded: raw.x_forwarded,
+    })
+}
+
+fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyError> {
+    if raw.sources.is_empty() {
+        return Err(KeyError::new("token.sources", "needs at least one source"));
+    }
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let key = format!("token.sources[{i}]");
+        let source = match s.split_once(':') {
+            Some(("header", name)) if name.eq_ignore_ascii_case("authorization") => {
+                TokenSource::Bearer
+            }
+            Some(("header", name)) if !name.is_empty() => {
+                let lower = name.to_ascii_lowercase();
+                let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                    KeyError::new(&key, format!("{name:?} is not a valid header name"))
+                })?;
+                TokenSource::Header(header)
+            }
+            Some(("cookie", name))
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) =>
+            {
+                TokenSource::Cookie(name.to_string())
+            }
+            _ => {
+                return Err(KeyError::new(
+                    key,
+                    format!("{s:?} is not header:authorization, header:NAME or cookie:NAME"),
+                ))
+            }
+        };
+        sources.push(source);
+    }
+    if raw.session_claim.is_empty() {
+        return Err(KeyError::new("token.session_claim", "must not be empty"));
+    }
+    if raw.user_claim.is_empty() {
+        return Err(KeyError::new("token.user_claim", "must not be empty"));
+    }
+    if raw.max_token_bytes < 16 {
+        return Err(KeyError::new(
+            "token.max_token_bytes",
+            format!("{} is too small for any token", raw.max_token_bytes),
+        ));
+    }
+    if raw.max_session_lifetime_s == 0 {
+        return Err(KeyError::new(
+            "token.max_session_lifetime_s",
+            "must be at least 1",
+        ));
+    }
+    if raw.keys.is_empty() {
+        return Err(KeyError::new(
+            "token.keys",
+            "at least one [[token.keys]] entry is required",
+        ));
+    }
+    let mut keys = Vec::new();
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        keys.push(validate_key(i, k, dir)?);
+    }
+    let config = TokenConfig {
+        sources,
+        session_claim: raw.session_claim,
+        user_claim: raw.user_claim,
+        issuer: non_empty(raw.issuer),
+        audience: non_empty(raw.audience),
+        leeway_s: raw.leeway_s,
+        max_token_bytes: raw.max_token_bytes,
+        max_session_lifetime_s: raw.max_session_lifetime_s,
+        require_exp: raw.require_exp,
+        cache_entries: raw.cache_entries,
+        jwks_reload: positive_secs("token.jwks_reload_s", raw.jwks_reload_s)?,
+        keys,
+    };
+    // Load every key once now, so that a bad PEM or JWKS file is a config error.
+    let loaded = crate::token::KeySet::load(&config.keys)
+        .map_err(|e| KeyError::new(format!("token.keys[{}].{}", e.index, e.field), e.message))?;
+    if loaded.is_empty() {
+        let skipped: Vec<&str> = loaded.skipped().iter().map(|k| k.reason.as_str()).collect();
+        return Err(KeyError::new(
+            "token.keys",
+            format!("no usable key (skipped: {})", skipped.join("; ")),
+        ));
+    }
+    Ok(config)
+}
+
+/// Longest interval a `*_s` key takes: ten years (also keeps every
+/// derived millisecond count far from overflow).
+const MAX_INTERVAL_S: u64 = 10 * 365 * 24 * 3600;
+
+/// A number of seconds from 1 to [`MAX_INTERVAL_S`]; anything else is
+/// refused with the key named (never clamped).
+fn positive_secs(key: &str, value: u64) -> Result<Duration, KeyError> {
+    if value == 0 || value > MAX_INTERVAL_S {
+        return Err(KeyError::new(
+            key,
+            format!("must be from 1 to {MAX_INTERVAL_S} seconds, not {value}"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+/// A number of milliseconds from 1 to [`MAX_INTERVAL_S`] seconds.
+fn positive_ms(key: &str, value: u64) -> Result<Duration, KeyError> {
+    if value == 0 || value > MAX_INTERVAL_S * 1000 {
+        return Err(KeyError::new(
+            key,
+            format!(
+                "must be from 1 to {} milliseconds, not {value}",
+                MAX_INTERVAL_S * 1000
+            ),
+        ));
+    }
+    Ok(Duration::from_millis(value))
+}
+
+fn validate_key(i: usize, k: RawKey, dir: &Path) -> Result<KeyConfig, KeyError> {
+    let at = |field: &str| format!("token.keys[{i}].{field}");
+    let algorithm = if k.algorithm.is_empty() {
+        None
+    } else {
+        let alg: Algorithm = k.algorithm.parse().map_err(|_| {
+            KeyError::new(
+                at("algorithm"),
+                format!(
+                    "unknown algorithm {:?} (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)",
+                    k.algorithm
+                ),
+            )
+        })?;
+        Some(alg)
+    };
+    let given = [
+        k.secret.is_some(),
+        k.secret_env.is_some(),
+        k.secret_base64.is_some(),
+        k.public_key_file.is_some(),
+        k.jwks_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given != 1 {
+        return Err(KeyError::new(
+            format!("token.keys[{i}]"),
+            "needs exactly one of secret, secret_env, secret_base64, public_key_file, jwks_file",
+        ));
+    }
+    let family = algorithm.map(|a| a.family());
+    let material = if let Some(s) = k.secret {
+        KeyMaterial::Secret(s.into_bytes())
+    } else if let Some(var) = k.secret_env {
+        match std::env::var(&var) {
+            Ok(v) if !v.is_empty() => KeyMaterial::Secret(v.into_bytes()),
+            _ => {
+                return Err(KeyError::new(
+                    at("secret_env"),
+                    format!("environment variable {var:?} is not set or empty"),
+                ))
+            }
+        }
+    } else if let Some(b) = k.secret_base64 {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| KeyError::new(at("secret_base64"), format!("not standard base64: {e}")))?;
+        KeyMaterial::Secret(bytes)
+    } else if let Some(p) = k.public_key_file {
+        KeyMaterial::PublicKeyFile(resolve(dir, &p))
+    } else if let Some(p) = k.jwks_file {
+        KeyMaterial::JwksFile(resolve(dir, &p))
+    } else {
+        unreachable!("exactly one material was counted above")
+    };
+    match (&material, family) {
+        (KeyMaterial::Secret(s), Some(AlgorithmFamily::Hmac)) if s.is_empty() => {
+            return Err(KeyError::new(at("secret"), "must not be empty"));
+        }
+        (KeyMaterial::Secret(_), Some(AlgorithmFamily::Hmac)) => {}
+        (KeyMaterial::Secret(_), _) => {
+            return Err(KeyError::new(
+                at("algorithm"),
+                format!(
+                    "a secret needs an HMAC algorithm (HS256, HS384, HS512), not {:?}",
+                    k.algorithm
+                ),
+            ))
+        }
+        (KeyMaterial::PublicKeyFile(_), None) => {
+            return Err(KeyError::new(
+                at("algorithm"),
+                "required with public_key_file",
+            ))
+        }
+        (KeyMaterial::PublicKeyFile(_), Some(AlgorithmFamily::Hmac)) => {
+            return Err(KeyError::new(
+                at("algorithm"),
+                format!(
+                    "{:?} is an HMAC algorithm; a public key needs RS*, PS*, ES* or EdDSA",
+                    k.algorithm
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(KeyConfig {
+        algorithm,
+        kid: non_empty(k.kid),
+        material,
+    })
+}
