@@ -104,3 +104,18 @@ fn no_module_imports_one_that_imports_it_back() {
         found.join("\n")
     );
 }
+
+#[test]
+fn no_file_of_src_is_over_600_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > 600).then(|| format!("{} ({n} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split by concern:\n{}", long.join("\n"));
+}

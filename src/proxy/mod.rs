@@ -26,8 +26,10 @@ use crate::enforcement::{
 use crate::metrics::Metrics;
 use crate::sessions::{SessionRegistry, Sighting};
 use crate::store::Health;
-use crate::token::extract::{same_header, Strip};
 use crate::token::VerifiedToken;
+
+mod headers;
+use headers::{add_identity, apply_strip, strip_identity_headers};
 
 /// The verified session id, sent upstream (a client's own copy is removed).
 pub const X_SESSION_ID: &str = "X-Session-Id";
@@ -50,23 +52,6 @@ pub const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 
 /// Largest request body a self-service action reads.
 const MAX_SELF_SERVICE_BODY: usize = 16 * 1024;
-
-/// Client-sent headers that would let a client speak for the gateway,
-/// compared as an application reads them: case-insensitively and with `_`
-/// read as `-` (`X_User_Id` is `HTTP_X_USER_ID` to CGI, like `X-User-Id`).
-/// With `forwarded`, also a client's `X_Forwarded_For` or `_Proto`, which
-/// would stand beside the gateway's own `X-Forwarded-*` for such an app.
-fn is_identity_header(name: &str, forwarded: bool) -> bool {
-    let n = name.len();
-    (n > 2 && same_header(&name[..2], "x-"))
-        && (same_header(name, X_SESSION_ID)
-            || same_header(name, X_USER_ID)
-            || (n >= 6 && same_header(&name[..6], "x-geo-"))
-            || (n >= 14 && same_header(&name[..14], "x-sessiongate-"))
-            || (forwarded
-                && name.contains('_')
-                && (same_header(name, X_FORWARDED_FOR) || same_header(name, X_FORWARDED_PROTO))))
-}
 
 /// The request failed because the upstream could not be reached or answered.
 fn is_upstream_error(e: &Error) -> bool {
@@ -379,53 +364,6 @@ async fn write_json(session: &mut Session, r: RenderedRefusal) -> Result<()> {
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(r.body), true).await
-}
-
-/// Removes the credentials the decision says the application must not see.
-fn apply_strip(session: &mut Session, strip: &Strip) -> Result<()> {
-    let req = session.req_header_mut();
-    for name in &strip.remove {
-        req.remove_header(name);
-    }
-    if let Some(cookie) = &strip.cookie {
-        req.remove_header(&http::header::COOKIE);
-        if let Some(v) = cookie {
-            req.insert_header(http::header::COOKIE, v.clone())?;
-        }
-    }
-    Ok(())
-}
-
-/// `X-Session-Id` and `X-User-Id`, built once when the token verified.
-fn add_identity(req: &mut RequestHeader, token: &VerifiedToken) -> Result<()> {
-    if let Some(v) = &token.session_header {
-        req.insert_header(X_SESSION_ID, v.clone())?;
-    }
-    if let Some(v) = &token.user_header {
-        req.insert_header(X_USER_ID, v.clone())?;
-    }
-    Ok(())
-}
-
-fn strip_identity_headers(session: &mut Session, forwarded: bool) {
-    let req = session.req_header();
-    if !req
-        .headers
-        .keys()
-        .any(|k| is_identity_header(k.as_str(), forwarded))
-    {
-        return;
-    }
-    let names: Vec<http::HeaderName> = req
-        .headers
-        .keys()
-        .filter(|k| is_identity_header(k.as_str(), forwarded))
-        .cloned()
-        .collect();
-    let req = session.req_header_mut();
-    for name in names {
-        req.remove_header(&name);
-    }
 }
 
 #[async_trait]
