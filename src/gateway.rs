@@ -70,16 +70,16 @@ pub struct ProcessOptions {
 /// The store `config` names (not connected yet for Redis).
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.store.backend {
-        Backend::Embedded => Arc::new(Embedded::open(
-            &config.store.path,
-            config.store.busy_timeout,
-        )?),
+        Backend::Embedded => Arc::new(
+            Embedded::open(&config.store.path, config.store.busy_timeout)?
+                .with_audit_max(config.store.audit_max_entries),
+        ),
         Backend::Redis => Arc::new(RedisStore::new(RedisSettings {
             url: config.store.redis_url.clone(),
             ca_file: config.store.redis_ca_file.clone(),
             prefix: config.store.redis_prefix.clone(),
             stream_maxlen: config.store.redis_stream_maxlen,
-            audit_maxlen: 1_000_000,
+            audit_maxlen: config.store.audit_max_entries,
             session_ttl: Duration::from_millis(config.sessions.idle_ttl_ms as u64),
         })?),
     })
@@ -187,6 +187,7 @@ impl Gateway {
                 store: self.authority.store().clone(),
                 interval: config.sessions.persist_interval,
                 idle_ttl_ms: config.sessions.idle_ttl_ms,
+                purge_interval: config.sessions.purge_interval,
             },
         ));
         if let Some(path) = self.sessions.geoip().path() {

@@ -224,6 +224,9 @@ pub struct StoreConfig {
     pub busy_timeout: Duration,
     /// `store.redis_prefix`: prefix of every Redis key (default `sessiongate:`).
     pub redis_prefix: String,
+    /// `store.audit_max_entries`: the audit trail keeps the newest this many
+    /// entries (at least 1000, default 1000000), in SQLite and Redis alike.
+    pub audit_max_entries: usize,
     /// `store.redis_stream_maxlen`: approximate length the Redis revocation
     /// stream is trimmed to (at least 100; default
     /// 100000).
@@ -259,6 +262,9 @@ pub struct Sessions {
     /// `sessions.persist_interval_s`: how often changed session metadata is
     /// written to the store (at least 1 s, default 30 s).
     pub persist_interval: Duration,
+    /// `sessions.purge_interval_s`: how often sessions idle past
+    /// `idle_ttl_s` are forgotten (at least 1 s, default 60 s).
+    pub purge_interval: Duration,
     /// `sessions.refuse_new_location`: refuse a session seen from a new
     /// country until the user confirms it from another of their sessions
     /// (enforce mode only; default false).

@@ -57,6 +57,10 @@ pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5_000;
 /// Default `store.redis_prefix`.
 pub const DEFAULT_REDIS_PREFIX: &str = "sessiongate:";
+/// Default `store.audit_max_entries`: audit entries kept (the newest).
+pub const DEFAULT_AUDIT_MAX_ENTRIES: usize = crate::store::DEFAULT_AUDIT_MAX_ENTRIES;
+/// Default `sessions.purge_interval_s` (seconds).
+pub const DEFAULT_SESSION_PURGE_INTERVAL_S: u64 = 60;
 /// Default `store.redis_stream_maxlen` (stream entries).
 pub const DEFAULT_STREAM_MAXLEN: usize = 100_000;
 
@@ -322,6 +326,9 @@ pub struct RawStore {
     /// and the Mozilla roots).
     #[serde(default)]
     pub redis_ca_file: String,
+    /// `store.audit_max_entries`: the audit trail keeps the newest this many.
+    #[serde(default = "d_audit_max_entries")]
+    pub audit_max_entries: usize,
 }
 
 impl Default for RawStore {
@@ -335,6 +342,7 @@ impl Default for RawStore {
             redis_prefix: d_redis_prefix(),
             redis_stream_maxlen: d_stream_maxlen(),
             redis_ca_file: String::new(),
+            audit_max_entries: d_audit_max_entries(),
         }
     }
 }
@@ -380,6 +388,9 @@ pub struct RawSessions {
     /// How often session metadata is written to the store.
     #[serde(default = "d_persist_interval")]
     pub persist_interval_s: u64,
+    /// `sessions.purge_interval_s`: how often idle sessions are forgotten.
+    #[serde(default = "d_session_purge_interval")]
+    pub purge_interval_s: u64,
     /// Refuse a session seen from a new country until the user confirms it
     /// from one of their other sessions.
     #[serde(default)]
@@ -392,6 +403,7 @@ impl Default for RawSessions {
             idle_ttl_s: d_idle_ttl(),
             max_tracked: d_max_tracked(),
             persist_interval_s: d_persist_interval(),
+            purge_interval_s: d_session_purge_interval(),
             refuse_new_location: false,
         }
     }
@@ -477,6 +489,12 @@ fn d_geoip_reload() -> u64 {
 }
 fn d_redis_prefix() -> String {
     DEFAULT_REDIS_PREFIX.into()
+}
+fn d_audit_max_entries() -> usize {
+    DEFAULT_AUDIT_MAX_ENTRIES
+}
+fn d_session_purge_interval() -> u64 {
+    DEFAULT_SESSION_PURGE_INTERVAL_S
 }
 fn d_stream_maxlen() -> usize {
     DEFAULT_STREAM_MAXLEN

@@ -175,6 +175,14 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
             ));
         },
         redis_ca_file: non_empty(raw.store.redis_ca_file).map(|p| resolve(dir, &p)),
+        audit_max_entries: if raw.store.audit_max_entries >= 1000 {
+            raw.store.audit_max_entries
+        } else {
+            return Err(KeyError::new(
+                "store.audit_max_entries",
+                format!("must be at least 1000, not {}", raw.store.audit_max_entries),
+            ));
+        },
     };
     if store.backend == Backend::Redis
         && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))
@@ -218,6 +226,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
             "sessions.persist_interval_s",
             raw.sessions.persist_interval_s,
         )?,
+        purge_interval: positive_secs("sessions.purge_interval_s", raw.sessions.purge_interval_s)?,
         refuse_new_location: raw.sessions.refuse_new_location,
     };
 

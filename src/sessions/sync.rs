@@ -23,6 +23,8 @@ pub struct SessionSync {
     pub interval: Duration,
     /// `sessions.idle_ttl_s`, in milliseconds.
     pub idle_ttl_ms: i64,
+    /// `sessions.purge_interval_s`.
+    pub purge_interval: Duration,
 }
 
 impl SessionSync {
@@ -53,7 +55,7 @@ impl BackgroundService for SessionSync {
                 _ = tick.tick() => {}
             }
             self.flush().await;
-            if last_purge.elapsed() >= Duration::from_secs(60) {
+            if last_purge.elapsed() >= self.purge_interval {
                 last_purge = std::time::Instant::now();
                 let now = clock::now_ms();
                 self.sessions.purge(now);

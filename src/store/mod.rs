@@ -55,6 +55,9 @@ pub struct SessionRecord {
     pub confirmed: bool,
 }
 
+/// Audit entries kept by default (the newest; `store.audit_max_entries`).
+pub const DEFAULT_AUDIT_MAX_ENTRIES: usize = 1_000_000;
+
 /// Most sessions [`Store::user_sessions`] answers (the newest by `last_seen`).
 pub const USER_SESSIONS_MAX: usize = 1000;
 

@@ -28,6 +28,8 @@ pub struct Embedded {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// The audit trail keeps the newest this many entries.
+    audit_max: usize,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -72,7 +74,15 @@ impl Embedded {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            audit_max: super::DEFAULT_AUDIT_MAX_ENTRIES,
         })
+    }
+
+    /// Keeps the newest `max` audit entries from the next purge on
+    /// (`store.audit_max_entries`).
+    pub fn with_audit_max(mut self, max: usize) -> Embedded {
+        self.audit_max = max;
+        self
     }
 
     /// The SQLite file (`store.path`).
@@ -353,10 +363,15 @@ impl Store for Embedded {
     }
 
     async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError> {
+        let audit_max = self.audit_max;
         self.with_writer(move |conn| {
             let n = conn.execute(
                 "DELETE FROM revocations WHERE expires_at <= ?1",
                 params![now_s],
+            )?;
+            conn.execute(
+                "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+                params![audit_max as i64],
             )?;
             Ok(n)
         })
@@ -563,5 +578,28 @@ mod tests {
         assert_eq!(c.audit(10, None).await.unwrap().len(), 2);
         assert_eq!(c.purge_expired(10_000).await.unwrap(), 1);
         assert_eq!(c.load(0, Arc::new(|_| {})).await.unwrap().count, 0);
+    }
+
+    #[tokio::test]
+    async fn the_audit_trail_keeps_the_newest_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::open(&dir.path().join("a.db"), Duration::from_secs(5))
+            .unwrap()
+            .with_audit_max(3);
+        for i in 0..5 {
+            store
+                .append_audit(audit(&format!("session:t{i}")))
+                .await
+                .unwrap();
+        }
+        store.purge_expired(0).await.unwrap();
+        let kept: Vec<String> = store
+            .audit(100, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.target)
+            .collect();
+        assert_eq!(kept, ["session:t4", "session:t3", "session:t2"]);
     }
 }
