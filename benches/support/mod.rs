@@ -1,19 +1,15 @@
-//! What the process-level benches share: free loopback ports, child
-//! processes stopped (by PID) when dropped, and starting the release gateway
-//! with a readiness wait.
+//! What the process-level benches share: the test harness
+//! (`tests/common`: free loopback ports, tokens, a real upstream, Redis),
+//! child processes stopped (by PID) when dropped, and starting the release
+//! gateway with a readiness wait.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../../tests/common/mod.rs"]
+pub mod common;
+pub use common::free_port;
 
 /// A child process, killed and reaped on drop.
 pub struct Proc(pub Child);
