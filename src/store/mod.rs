@@ -1,9 +1,14 @@
-//! Durable state behind the in-memory sets. A revocation is acknowledged
-//! only after [`Store::revoke_session`] or [`Store::revoke_user`] returned
+//! Durable state behind the in-memory sets, as four narrow traits by
+//! concern ([`RevocationLog`], [`AuditLog`], [`SessionMetadata`],
+//! [`Secrets`]; [`Store`] is all four). The rules that decide between
+//! values live above them (`UserCutoff::supersedes`,
+//! [`SessionRecord::merged`]); `tests/store_conformance.rs` holds both
+//! backends to them. A revocation is acknowledged
+//! only after [`RevocationLog::revoke_session`] or [`RevocationLog::revoke_user`] returned
 //! `Ok`: that is, after it (and its audit entry) is durable.
 //!
 //! Every gateway process follows the store's change log
-//! ([`Store::changes_since`]) so that revocations written by another process
+//! ([`RevocationLog::changes_since`]) so that revocations written by another process
 //! sharing the store are enforced here too.
 
 pub mod embedded;
@@ -58,7 +63,7 @@ pub struct SessionRecord {
 /// Audit entries kept by default (the newest; `store.audit_max_entries`).
 pub const DEFAULT_AUDIT_MAX_ENTRIES: usize = 1_000_000;
 
-/// Most sessions [`Store::user_sessions`] answers (the newest by `last_seen`).
+/// Most sessions [`SessionMetadata::user_sessions`] answers (the newest by `last_seen`).
 pub const USER_SESSIONS_MAX: usize = 1000;
 
 impl SessionRecord {
@@ -113,16 +118,16 @@ pub struct Changes {
     pub reload: bool,
 }
 
-/// Where [`Store::load`] hands each revocation.
+/// Where [`RevocationLog::load`] hands each revocation.
 pub type Sink = std::sync::Arc<dyn Fn(Revocation) + Send + Sync>;
 
-/// What [`Store::load`] answers.
+/// What [`RevocationLog::load`] answers.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Revocations handed to the sink.
     pub count: usize,
     /// Change-log position the loaded state reflects: follow
-    /// [`Store::changes_since`] from here.
+    /// [`RevocationLog::changes_since`] from here.
     pub cursor: String,
 }
 
@@ -157,8 +162,10 @@ impl Health {
 /// The durable store: revocations and their change log, the audit trail,
 /// session metadata and shared secrets. [`Embedded`] is SQLite on one host;
 /// [`RedisStore`] is shared by a cluster. Every failure is a [`StoreError`].
+/// The durable revocation log: revocations with their audit entries, the
+/// state a gateway loads, and the change log it follows.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait RevocationLog: Send + Sync + 'static {
     /// Makes a session revocation and its audit entry durable. Answers the
     /// revocation in force: an earlier one when the session was already
     /// revoked (revoking is idempotent).
@@ -187,9 +194,6 @@ pub trait Store: Send + Sync + 'static {
     /// The `limit` most recent revocations, newest first.
     async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError>;
 
-    /// Appends an audit entry on its own (actions that revoke nothing).
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
-
     /// Revokes many sessions at once (`sessiongate import`), each with its
     /// audit entry; answers how many were new. The default takes them one by
     /// one; a store may do better.
@@ -207,19 +211,31 @@ pub trait Store: Send + Sync + 'static {
         Ok(new)
     }
 
+    /// Deletes revocations that expired before `now_s`; answers how many.
+    async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError>;
+
+    /// Succeeds when the store can be read.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    /// Appends an audit entry on its own (actions that revoke nothing).
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
     /// The `limit` most recent audit entries at or after `since_ms`, newest first.
     async fn audit(
         &self,
         limit: usize,
         since_ms: Option<i64>,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+}
 
-    /// Deletes revocations that expired before `now_s`; answers how many.
-    async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError>;
-
-    /// Succeeds when the store can be read.
-    async fn ping(&self) -> Result<(), StoreError>;
-
+/// Session metadata (device, location, first and last seen) shared by the
+/// gateways of one store.
+#[async_trait]
+pub trait SessionMetadata: Send + Sync + 'static {
     /// Writes session metadata (insert or replace by session id).
     async fn save_sessions(&self, sessions: Vec<SessionRecord>) -> Result<(), StoreError>;
 
@@ -234,8 +250,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes sessions last seen before `before_ms`; answers how many.
     async fn purge_sessions(&self, before_ms: i64) -> Result<usize, StoreError>;
+}
 
+/// Secrets shared by every process on one store.
+#[async_trait]
+pub trait Secrets: Send + Sync + 'static {
     /// A random 32-byte secret shared by every process on this store,
     /// created on first use (signing CSRF tokens).
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 }
+
+/// A whole store: every concern, as `store.backend` opens it. Implemented
+/// by every type that implements the four.
+pub trait Store: RevocationLog + AuditLog + SessionMetadata + Secrets {}
+
+impl<T: RevocationLog + AuditLog + SessionMetadata + Secrets> Store for T {}

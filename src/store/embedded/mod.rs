@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::SessionRecord;
-use super::{Changes, Loaded, Sink, Store, StoreError, USER_SESSIONS_MAX};
+use super::{
+    AuditLog, Changes, Loaded, RevocationLog, Secrets, SessionMetadata, Sink, StoreError,
+    USER_SESSIONS_MAX,
+};
 use crate::audit::{Action, AuditEntry};
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
@@ -23,7 +26,7 @@ use rows::*;
 /// sharing the file.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// SQLite-backed [`Store`].
+/// SQLite-backed [`Store`](super::Store).
 pub struct Embedded {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
@@ -122,7 +125,7 @@ impl Embedded {
 }
 
 #[async_trait]
-impl Store for Embedded {
+impl RevocationLog for Embedded {
     async fn revoke_session(
         &self,
         r: SessionRevocation,
@@ -313,6 +316,33 @@ impl Store for Embedded {
         .await
     }
 
+    async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError> {
+        let audit_max = self.audit_max;
+        self.with_writer(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM revocations WHERE expires_at <= ?1",
+                params![now_s],
+            )?;
+            conn.execute(
+                "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+                params![audit_max as i64],
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditLog for Embedded {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -361,31 +391,10 @@ impl Store for Embedded {
         })
         .await
     }
+}
 
-    async fn purge_expired(&self, now_s: i64) -> Result<usize, StoreError> {
-        let audit_max = self.audit_max;
-        self.with_writer(move |conn| {
-            let n = conn.execute(
-                "DELETE FROM revocations WHERE expires_at <= ?1",
-                params![now_s],
-            )?;
-            conn.execute(
-                "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
-                params![audit_max as i64],
-            )?;
-            Ok(n)
-        })
-        .await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.with_reader(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await
-    }
-
+#[async_trait]
+impl SessionMetadata for Embedded {
     async fn save_sessions(&self, sessions: Vec<SessionRecord>) -> Result<(), StoreError> {
         if sessions.is_empty() {
             return Ok(());
@@ -486,7 +495,10 @@ impl Store for Embedded {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Secrets for Embedded {
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
         let key = format!("secret:{name}");
         self.with_writer(move |conn| {

@@ -25,7 +25,7 @@ use redis::{AsyncCommands, Script, Value};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::SessionRecord;
-use super::{Changes, Loaded, Sink, Store, StoreError};
+use super::{AuditLog, Changes, Loaded, RevocationLog, Secrets, SessionMetadata, Sink, StoreError};
 use crate::audit::AuditEntry;
 use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
@@ -58,7 +58,7 @@ pub struct RedisSettings {
     pub session_ttl: Duration,
 }
 
-/// [`Store`] on Redis.
+/// [`Store`](super::Store) on Redis.
 pub struct RedisStore {
     client: redis::Client,
     settings: RedisSettings,
@@ -217,7 +217,7 @@ fn behind_trim(first: Option<&str>, cursor: &str) -> bool {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl RevocationLog for RedisStore {
     async fn revoke_session(
         &self,
         r: SessionRevocation,
@@ -399,6 +399,20 @@ impl Store for RedisStore {
         })
     }
 
+    async fn purge_expired(&self, _now_s: i64) -> Result<usize, StoreError> {
+        // Keys expire on their own (EXAT); the stream is trimmed by length.
+        Ok(0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for RedisStore {
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         let json = audit_json(&entry)?;
@@ -452,18 +466,10 @@ impl Store for RedisStore {
             })
             .collect())
     }
+}
 
-    async fn purge_expired(&self, _now_s: i64) -> Result<usize, StoreError> {
-        // Keys expire on their own (EXAT); the stream is trimmed by length.
-        Ok(0)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
-    }
-
+#[async_trait]
+impl SessionMetadata for RedisStore {
     async fn save_sessions(&self, sessions: Vec<SessionRecord>) -> Result<(), StoreError> {
         if sessions.is_empty() {
             return Ok(());
@@ -532,7 +538,10 @@ impl Store for RedisStore {
         // Session keys carry their own TTL.
         Ok(0)
     }
+}
 
+#[async_trait]
+impl Secrets for RedisStore {
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
         let mut conn = self.conn().await?;
         let key = self.key(&format!("secret:{name}"));
