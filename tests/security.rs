@@ -135,6 +135,16 @@ async fn a_cluster_keeps_the_revocation_as_long() {
         ttl >= 2_592_000,
         "the Redis key outlives the 60 s token: TTL {ttl}"
     );
+    assert_eq!(a.revoke_user("bob", None).await.status(), 200);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("sessiongate:rev:u:bob")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl >= 2_592_000,
+        "a cutoff lasts the longest session: TTL {ttl}"
+    );
     let b = Gateway::start(cfg).await;
     let refreshed =
         hs256(&json!({"sub": "alice", "sid": "c-phone", "iat": t + 1, "exp": t + 3600}));
@@ -411,6 +421,33 @@ async fn http2_split_cookies_are_one_cookie_jar() {
     let seen = &seen_at(&up, "/h2-b")[0];
     assert_eq!(seen.headers["x-session-id"], "h2-good");
     assert!(seen_at(&up, "/h2-a").is_empty());
+
+    // Two `authorization` fields, and spoofed identity fields, over HTTP/2.
+    let req = http::Request::get(format!("http://{}/h2-c", gw.proxy))
+        .header("authorization", format!("Bearer {good}"))
+        .header("authorization", format!("Bearer {revoked}"))
+        .body(())
+        .unwrap();
+    let resp = h2.send_request(req, true).unwrap().0;
+    let resp = tokio::time::timeout(WITHIN, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 400);
+    let req = http::Request::get(format!("http://{}/h2-d", gw.proxy))
+        .header("authorization", format!("Bearer {good}"))
+        .header("x_user_id", "admin")
+        .header("x-geo-country", "US")
+        .body(())
+        .unwrap();
+    let resp = h2.send_request(req, true).unwrap().0;
+    let resp = tokio::time::timeout(WITHIN, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = &seen_at(&up, "/h2-d")[0];
+    assert!(!seen.headers.contains_key("x_user_id"));
+    assert_eq!(seen.headers["x-user-id"], "alice");
+    assert_ne!(
+        seen.headers.get("x-geo-country").map(String::as_str),
+        Some("US")
+    );
+    assert!(seen_at(&up, "/h2-c").is_empty());
     driver.abort();
 }
 
