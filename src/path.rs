@@ -26,12 +26,11 @@ impl PublicPaths {
     /// True when `path` (the raw path, before any decoding, without the
     /// query) is canonical and under a public prefix.
     pub fn matches(&self, path: &[u8]) -> bool {
-        !self.prefixes.is_empty()
+        // The prefix first: only a candidate path is scanned whole.
+        self.prefixes
+            .iter()
+            .any(|p| under_prefix(path, p.as_bytes()))
             && is_canonical(path)
-            && self
-                .prefixes
-                .iter()
-                .any(|p| under_prefix(path, p.as_bytes()))
     }
 }
 
@@ -47,20 +46,22 @@ fn under_prefix(path: &[u8], prefix: &[u8]) -> bool {
 
 /// The path of a raw request target: origin-form (`/...`) up to the query.
 /// `None` for any other form (absolute-form, `*`, authority-form), which is
-/// never public nor served by the gateway.
+/// never public nor served by the gateway. A `#` is not cut off: the
+/// application receives it (it is not canonical, see [`is_canonical`]).
 pub fn target_path(raw_target: &[u8]) -> Option<&[u8]> {
     if !raw_target.starts_with(b"/") {
         return None;
     }
     let end = raw_target
         .iter()
-        .position(|b| *b == b'?' || *b == b'#')
+        .position(|b| *b == b'?')
         .unwrap_or(raw_target.len());
     Some(&raw_target[..end])
 }
 
 /// A raw path an application cannot read differently from the gateway:
-/// printable ASCII starting with `/`; no `.` or `..` segment; no `\` or `;`;
+/// printable ASCII starting with `/`; no `.` or `..` segment; no `\`, `;`
+/// or `#`;
 /// no percent-encoded `.`, `/`, `\`, `%` or NUL (`%2E %2F %5C %25 %00`, any
 /// case); no malformed percent-encoding.
 pub fn is_canonical(path: &[u8]) -> bool {
@@ -70,7 +71,7 @@ pub fn is_canonical(path: &[u8]) -> bool {
     let mut i = 0;
     while i < path.len() {
         match path[i] {
-            b'\\' | b';' => return false,
+            b'\\' | b';' | b'#' => return false,
             b'%' => {
                 let (Some(h), Some(l)) = (path.get(i + 1), path.get(i + 2)) else {
                     return false;
@@ -147,7 +148,8 @@ mod tests {
     #[test]
     fn target_paths() {
         assert_eq!(target_path(b"/a?b=/healthz"), Some(&b"/a"[..]));
-        assert_eq!(target_path(b"/a#x"), Some(&b"/a"[..]));
+        assert_eq!(target_path(b"/a#x"), Some(&b"/a#x"[..]));
+        assert!(!is_canonical(b"/healthz#/../admin"));
         assert_eq!(target_path(b"http://h/healthz"), None);
         assert_eq!(target_path(b"*"), None);
     }

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use sessiongate::admin::{is_local_host, Query};
 use sessiongate::client_ip::TrustedProxies;
 use sessiongate::config::{KeyConfig, KeyMaterial, TokenConfig, TokenSource};
-use sessiongate::path::{is_canonical, PublicPaths};
+use sessiongate::path::{is_canonical, target_path, PublicPaths};
 use sessiongate::token::extract::{collect, CredentialError, Strip};
 use sessiongate::token::Verifier;
 
@@ -22,7 +22,7 @@ use sessiongate::token::Verifier;
 fn path_piece() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
         "/", "pub", "admin", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C", "%25", "%00",
-        "%41", "%", "%2", "%zz", ";", "\\", "a", "b.c", "?", "#", "x", "%252e", "..;", ".;x",
+        "%41", "%", "%2", "%zz", ";", "\\", "a", "b.c", "?", "#", "#/", "x", "%252e", "..;", ".;x",
         "/../", "/./",
     ])
 }
@@ -80,16 +80,27 @@ proptest! {
     #[test]
     fn a_public_path_is_public_for_every_reader(raw in raw_path()) {
         let public = PublicPaths::new(&["/pub".to_string()]);
-        if public.matches(raw.as_bytes()) {
-            prop_assert!(is_canonical(raw.as_bytes()));
-            for decode in [false, true] {
-                for backslash in [false, true] {
-                    for params in [false, true] {
-                        let seen = interpret(&raw, decode, backslash, params);
-                        prop_assert!(
-                            under(&seen, "/pub"),
-                            "{raw} is public but reads as {seen}"
-                        );
+        // As the gateway decides: on the target's path, up to the query.
+        let Some(path) = target_path(raw.as_bytes()) else {
+            return Ok(());
+        };
+        if public.matches(path) {
+            prop_assert!(is_canonical(path));
+            // What the app may route on, from the bytes it receives: the
+            // path as sent up to the query (a `#` kept, as Go's ServeMux
+            // does), or cut at a `#`.
+            let sent = raw.split('?').next().unwrap_or("");
+            let cut = sent.split('#').next().unwrap_or("");
+            for app_path in [sent, cut] {
+                for decode in [false, true] {
+                    for backslash in [false, true] {
+                        for params in [false, true] {
+                            let seen = interpret(app_path, decode, backslash, params);
+                            prop_assert!(
+                                under(&seen, "/pub"),
+                                "{raw} is public but reads as {seen}"
+                            );
+                        }
                     }
                 }
             }
@@ -386,11 +397,11 @@ proptest! {
             && match (exp, iat) {
                 // Too old past iat + max_session_lifetime_s, whatever exp says.
                 (Some(e), Some(i)) if e > i + 86_400 => NOW <= i + 86_400,
-                (Some(e), Some(_)) => NOW < e + 30,
+                (Some(e), Some(i)) => NOW < e + 30 && NOW <= i + 86_400,
                 // Without iat, an exp further than the longest session.
                 (Some(e), None) => NOW < e + 30 && e - NOW <= 86_400,
                 // Without exp, iat + max_session_lifetime_s is its expiry.
-                (None, Some(i)) => NOW < i + 86_400 + 30,
+                (None, Some(i)) => NOW <= i + 86_400,
                 (None, None) => false,
             };
         prop_assert_eq!(got.is_ok(), model, "{} -> {:?}", text, got);

@@ -240,6 +240,12 @@ async fn non_canonical_paths_are_never_public() {
     .await;
     assert_eq!(status, 401);
 
+    // A fragment never reaches the app (pingora drops it from the target it
+    // forwards), so what is judged is what the app routes on.
+    let (status, _) = raw_get(gw.proxy, "/healthz/frag#/../admin", &[]).await;
+    assert_eq!(status, 200);
+    assert!(up.seen().iter().all(|s| !s.path.contains("admin")));
+
     // The legitimate requests: public, forwarded with exactly their path.
     for ok in [
         "/healthz",
@@ -443,9 +449,9 @@ async fn http2_split_cookies_are_one_cookie_jar() {
     let seen = &seen_at(&up, "/h2-d")[0];
     assert!(!seen.headers.contains_key("x_user_id"));
     assert_eq!(seen.headers["x-user-id"], "alice");
-    assert_ne!(
-        seen.headers.get("x-geo-country").map(String::as_str),
-        Some("US")
+    assert!(
+        !seen.headers.contains_key("x-geo-country"),
+        "loopback has no country: the client's value went"
     );
     assert!(seen_at(&up, "/h2-c").is_empty());
     driver.abort();
@@ -640,7 +646,8 @@ async fn token_times_cannot_dodge_a_cutoff_or_break_a_view() {
     let resp = gw.get("/", &ms).await;
     assert_eq!(resp.status(), 401);
     assert_eq!(json_body(resp).await["error"], "invalid_token");
-    let far = hs256(&json!({"sub": "eve", "sid": "far", "exp": 253_402_300_800i64}));
+    // With an iat, so only the time range (not the age) can refuse it.
+    let far = hs256(&json!({"sub": "eve", "sid": "far", "iat": t, "exp": 253_402_300_800i64}));
     assert_eq!(gw.get("/", &far).await.status(), 401);
 
     // The legitimate token, then "log out everywhere".

@@ -68,14 +68,17 @@ impl Verdict {
         }
     }
 
-    /// Monitor mode: nothing is refused or stripped; a would-be refusal is
-    /// forwarded under its label, identity only when the token verified.
+    /// Monitor mode: nothing is refused; a would-be refusal is forwarded as
+    /// sent under its label. What is forwarded with an identity, or to a
+    /// public path, still loses every credential but the verified one: a
+    /// revoked or forged token is never passed on, in any mode.
     fn monitored(self) -> Verdict {
-        let decision = match self.decision {
-            Decision::Refuse(r) => Decision::Monitored(r),
-            other => other,
+        let (decision, strip) = match self.decision {
+            Decision::Refuse(r) => (Decision::Monitored(r), None),
+            other => (other, self.strip),
         };
         let mut v = Verdict::bare(decision);
+        v.strip = strip;
         v.monitor_label = v.outcome().map(Outcome::label);
         v
     }
@@ -523,7 +526,12 @@ mod tests {
                 "monitor refused: {}",
                 r.rule
             );
-            assert_eq!(m.strip, None, "monitor: {}", r.rule);
+            assert_eq!(
+                m.strip.is_some(),
+                r.strips,
+                "monitor strips as enforce does: {}",
+                r.rule
+            );
             assert_eq!(
                 m.monitor_label,
                 r.outcome.map(Outcome::label),

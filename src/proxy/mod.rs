@@ -226,7 +226,7 @@ impl Proxy {
         ctx: &mut RequestCtx,
         identity: Option<Arc<VerifiedToken>>,
     ) -> Result<()> {
-        let Some(token) = identity.filter(|t| t.is_representable()) else {
+        let Some(token) = identity else {
             self.detach(ctx.conn.as_deref());
             return Ok(());
         };

@@ -125,20 +125,10 @@ impl<'h> Credentials<'h> {
                         }
                     }
                 }
-                TokenSource::Header(name) => {
-                    // The kept header stays under its own spelling; any other
-                    // spelling of it goes.
-                    for present in headers.keys() {
-                        if present != name
-                            && same_header(present.as_str(), name.as_str())
-                            && !strip.remove.contains(present)
-                        {
-                            strip.remove.push(present.clone());
-                        }
-                    }
-                }
                 TokenSource::Cookie(name) => cookie_names.push(name),
-                TokenSource::Bearer => {}
+                // The kept source: [`collect`] refused a second spelling of
+                // it, so there is nothing else of it to remove.
+                TokenSource::Header(_) | TokenSource::Bearer => {}
             }
         }
         if !cookie_names.is_empty() {
@@ -182,7 +172,7 @@ pub fn collect<'h>(
                     n += 1;
                     value = Some(v);
                 }
-                if name.as_str().contains('-') {
+                if name.as_str().contains(['-', '_']) {
                     for (present, v) in headers {
                         if present != name && same_header(present.as_str(), name.as_str()) {
                             n += 1;
@@ -212,7 +202,9 @@ pub fn collect<'h>(
                         Some(_) => return Err(CredentialError::ConflictingCookies),
                     }
                 }
-                (value.and_then(non_empty), n > 0, n > 1)
+                // Copies must be the same bytes as sent (`"t"` and `t` are two
+                // values to an application that does not unquote).
+                (value.map(unquote).and_then(non_empty), n > 0, n > 1)
             }
         };
         match (token, found.token) {
@@ -276,18 +268,23 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
     non_empty(trim(&value[7..]))
 }
 
-/// One `name=value` pair of a `Cookie` header: (name, value), trimmed, the
-/// value unquoted. A pair without `=` has an empty name.
+/// One `name=value` pair of a `Cookie` header: (name, value) as sent,
+/// trimmed. A pair without `=` has an empty name.
 fn cookie_pair(pair: &[u8]) -> (&[u8], &[u8]) {
     let pair = trim(pair);
     let Some(eq) = pair.iter().position(|b| *b == b'=') else {
         return (b"", pair);
     };
-    let mut value = trim(&pair[eq + 1..]);
+    (trim(&pair[..eq]), trim(&pair[eq + 1..]))
+}
+
+/// A cookie value without its surrounding double quotes (RFC 6265 4.1.1).
+fn unquote(value: &[u8]) -> &[u8] {
     if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-        value = &value[1..value.len() - 1];
+        &value[1..value.len() - 1]
+    } else {
+        value
     }
-    (trim(&pair[..eq]), value)
 }
 
 /// True when a cookie named `raw` (as sent) is cookie `name` to an
@@ -430,6 +427,8 @@ mod tests {
         let h = headers(&[("cookie", "session=a"), ("cookie", "session=b")]);
         assert_eq!(token(&h), Err(CredentialError::ConflictingCookies));
         let h = headers(&[("cookie", "session=a; SESSION=b")]);
+        assert_eq!(token(&h), Err(CredentialError::ConflictingCookies));
+        let h = headers(&[("cookie", "session=\"a\"; session=a")]);
         assert_eq!(token(&h), Err(CredentialError::ConflictingCookies));
         let h = headers(&[("cookie", "session=a; sess%69on=b")]);
         assert_eq!(token(&h), Err(CredentialError::ConflictingCookies));

@@ -257,13 +257,10 @@ impl Verifier {
         }
         // A token lives at most max_session_lifetime_s from its iat, whatever
         // its exp says: `exp` is when it stops being valid.
-        // Without exp, that is its expiry (`token_expired` after it); with
-        // a later exp, past it the token is too old (`invalid_token`).
-        let oldest = claims.iat.map(|iat| iat.saturating_add(self.max_lifetime));
-        let (exp, max_until) = match (claims.exp, oldest) {
-            (Some(exp), Some(until)) if exp > until => (Some(until), Some(until)),
-            (Some(exp), _) => (Some(exp), None),
-            (None, until) => (until, None),
+        let max_until = claims.iat.map(|iat| iat.saturating_add(self.max_lifetime));
+        let exp = match (claims.exp, max_until) {
+            (Some(exp), Some(until)) => Some(exp.min(until)),
+            (exp, until) => exp.or(until),
         };
         self.check_times(exp, claims.nbf, max_until, now)?;
         if claims.iat.is_none()
@@ -426,7 +423,8 @@ mod tests {
             v.verify(t.as_bytes(), NOW + 3000).unwrap().exp,
             Some(NOW + 3600)
         );
-        assert_eq!(v.verify(t.as_bytes(), NOW + 3630), Err(TokenError::Expired));
+        // Past iat + max_session_lifetime_s: too old, no leeway.
+        assert_eq!(v.verify(t.as_bytes(), NOW + 3601), Err(TokenError::TooOld));
         let mut c = config();
         c.require_exp = true;
         let v = Verifier::new(&c).unwrap();
