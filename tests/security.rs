@@ -708,6 +708,10 @@ async fn admin_without_a_token_answers_only_local_hosts() {
         assert_eq!(status, 200, "{host}: {body}");
     }
 
+    // No Host at all (an HTTP/1.0 health check): no browser sends that.
+    let (status, _) = raw_exact(gw.admin, "/metrics", &[]).await;
+    assert_eq!(status, 200, "no Host");
+
     // A client trickling its header is cut off, as on the proxy listener.
     use tokio::io::AsyncWriteExt;
     let mut slow = tokio::net::TcpStream::connect(gw.admin).await.unwrap();

@@ -450,3 +450,41 @@ async fn a_bulk_import_follows_the_same_rules() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cutoff_that_does_not_win_writes_nothing_but_its_audit_entry() {
+    for_each(|name, store| async move {
+        let t = now_s();
+        store
+            .revoke_user(
+                cutoff("frank", t + 20, 2_000, None),
+                audit(2_000, "user:frank"),
+            )
+            .await?;
+        for i in 0..3 {
+            store
+                .revoke_user(
+                    cutoff("frank", t + 10, 3_000 + i, None),
+                    audit(3_000 + i, "user:frank"),
+                )
+                .await?;
+        }
+        let cutoffs: Vec<UserCutoff> = loaded(&store, t)
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                Revocation::User(u) if u.user_id == "frank" => Some(u),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cutoffs.len(), 1, "{name}: one cutoff held");
+        assert_eq!(cutoffs[0].not_before, t + 20, "{name}");
+        assert_eq!(
+            store.audit(100, None).await?.len(),
+            4,
+            "{name}: all audited"
+        );
+        Ok(())
+    })
+    .await;
+}

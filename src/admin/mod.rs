@@ -149,12 +149,18 @@ impl AdminApp {
         }
         let req = session.req_header();
         let mut hosts = req.headers.get_all(header::HOST).iter();
-        let host = match (hosts.next(), hosts.next()) {
-            (Some(h), None) => h.to_str().ok(),
-            (None, None) => req.uri.authority().map(|a| a.as_str()),
-            _ => None,
-        };
-        host.is_some_and(|h| is_local_host(h, self.listener.ip()))
+        match (hosts.next(), hosts.next()) {
+            (Some(h), None) => h
+                .to_str()
+                .is_ok_and(|h| is_local_host(h, self.listener.ip())),
+            // No Host at all (HTTP/1.0 health checks): a browser always
+            // sends one, so this is no page in a browser.
+            (None, None) => req
+                .uri
+                .authority()
+                .is_none_or(|a| is_local_host(a.as_str(), self.listener.ip())),
+            _ => false,
+        }
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {

@@ -361,10 +361,15 @@ fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyErro
             format!("{} is too small for any token", raw.max_token_bytes),
         ));
     }
-    if raw.max_session_lifetime_s == 0 {
+    // Both end up in expiry times stored in Redis (EXAT) and SQLite.
+    positive_secs("token.max_session_lifetime_s", raw.max_session_lifetime_s)?;
+    if raw.leeway_s > MAX_INTERVAL_S {
         return Err(KeyError::new(
-            "token.max_session_lifetime_s",
-            "must be at least 1",
+            "token.leeway_s",
+            format!(
+                "must be at most {MAX_INTERVAL_S} seconds, not {}",
+                raw.leeway_s
+            ),
         ));
     }
     if raw.keys.is_empty() {

@@ -194,17 +194,27 @@ impl RevocationLog for Embedded {
                 }
                 best
             };
-            tx.execute(
-                "INSERT INTO revocations (kind, target, at_ms, not_before, except_sid, expires_at, reason, actor)
-                 VALUES ('user', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![c.user_id, c.revoked_at_ms, c.not_before, c.except, c.expires_at, c.reason, c.actor],
-            )?;
+            // Every request is audited; only a cutoff that wins is written,
+            // and it replaces the user's earlier rows (as Redis keeps one
+            // key), so a user has at most one cutoff row.
             insert_audit(&tx, &audit)?;
-            tx.commit()?;
-            Ok(match current {
+            let in_force = match current {
                 Some(cur) if !c.supersedes(&cur) => cur,
-                _ => c,
-            })
+                _ => {
+                    tx.execute(
+                        "DELETE FROM revocations WHERE kind = 'user' AND target = ?1",
+                        params![c.user_id],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO revocations (kind, target, at_ms, not_before, except_sid, expires_at, reason, actor)
+                         VALUES ('user', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![c.user_id, c.revoked_at_ms, c.not_before, c.except, c.expires_at, c.reason, c.actor],
+                    )?;
+                    c
+                }
+            };
+            tx.commit()?;
+            Ok(in_force)
         })
         .await
     }

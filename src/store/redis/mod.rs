@@ -479,18 +479,27 @@ impl SessionMetadata for RedisStore {
         let mut pipe = redis::pipe();
         for s in &sessions {
             let json = serde_json::to_string(s).map_err(|e| StoreError(e.to_string()))?;
-            self.save_session
-                .key(self.key(&format!("sess:{}", s.session_id)))
+            // EVALSHA in the one pipeline (the script is loaded first, below).
+            pipe.cmd("EVALSHA")
+                .arg(self.save_session.get_hash())
+                .arg(1)
+                .arg(self.key(&format!("sess:{}", s.session_id)))
                 .arg(json)
                 .arg(ttl)
-                .invoke_async::<i64>(&mut conn)
-                .await?;
+                .ignore();
             if let Some(u) = &s.user_id {
                 let set = self.key(&format!("usess:{u}"));
                 pipe.cmd("SADD").arg(&set).arg(&s.session_id).ignore();
                 pipe.cmd("EXPIRE").arg(&set).arg(ttl).ignore();
             }
         }
+        // One round trip for the batch; the script is loaded (idempotent)
+        // so that EVALSHA cannot miss it after a Redis restart.
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(SAVE_SESSION)
+            .query_async(&mut conn)
+            .await?;
         let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
