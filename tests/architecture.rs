@@ -39,32 +39,53 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             continue;
         };
         let text = std::fs::read_to_string(file).unwrap();
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
-        for line in code.lines() {
-            let line = line.split("//").next().unwrap_or("");
-            let mut rest = line;
-            while let Some(i) = rest.find("crate::") {
-                rest = &rest[i + "crate::".len()..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if name != me && modules.contains(&name) {
-                    g.entry(me.clone()).or_default().insert(name);
-                }
+        let code: String = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            // A trailing comment starts with " //" (a URL in a string has
+            // no space before its "//").
+            .map(|l| l.split(" //").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut add = |name: &str| {
+            if name != me && modules.contains(name) {
+                g.entry(me.clone()).or_default().insert(name.to_string());
             }
-            // `use crate::{a, b::c}` lists.
-            if let Some(list) = line.split("crate::{").nth(1) {
-                for item in list.split(',') {
-                    let name: String = item
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if name != me && modules.contains(&name) {
-                        g.entry(me.clone()).or_default().insert(name);
+        };
+        let ident = |s: &str| -> String {
+            s.trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            if let Some(list) = rest.strip_prefix('{') {
+                // `crate::{a, b::{c, d}}`, over any number of lines: the
+                // names at depth 0.
+                let mut depth = 0;
+                let mut start = 0;
+                for (j, ch) in list.char_indices() {
+                    match ch {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            add(&ident(&list[start..j]));
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            add(&ident(&list[start..j]));
+                            start = j + 1;
+                        }
+                        _ => {}
                     }
                 }
+            } else {
+                add(&ident(rest));
             }
         }
     }
