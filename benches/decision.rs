@@ -122,7 +122,6 @@ fn bench(c: &mut Criterion) {
         RegistryLimits {
             max_tracked: 1_000_000,
             idle_ttl_ms: 30 * 86_400_000,
-            refuse_new_location: false,
         },
     );
     // 10 k other sessions in the registry, like the load runs.

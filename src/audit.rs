@@ -43,8 +43,8 @@ impl Action {
     }
 }
 
-/// One audit record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One audit record (serialised as a store writes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     /// When it happened, UNIX milliseconds.
     pub at_ms: i64,

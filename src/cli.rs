@@ -337,15 +337,9 @@ fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
         }
         ids.push(id.to_string());
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let store = match crate::gateway::open_store(config) {
         Ok(s) => s,
@@ -421,15 +415,9 @@ fn admin_call(
         eprintln!("--admin: {base:?} must be a URL such as http://127.0.0.1:9090");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
     if let Some(path) = &admin.ca_file {
@@ -502,4 +490,16 @@ fn admin_call(
             ExitCode::from(1)
         }
     }
+}
+
+/// The single-threaded runtime a command runs its I/O on; exit 1 when it
+/// cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start: {e}");
+            ExitCode::from(1)
+        })
 }

@@ -1,11 +1,46 @@
 //! Wall-clock time in the units the gateway stores (UNIX seconds and
 //! milliseconds) and the one format it speaks (RFC 3339, UTC).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Current UNIX time in seconds.
 pub fn now_s() -> i64 {
     now_ms().div_euclid(1000)
+}
+
+/// The time as the authority reads it: the system clock in a gateway, a
+/// set one in tests. Stores never read the time themselves: it comes with
+/// what they are asked (a revocation's `revoked_at_ms`, a `now_s`).
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock ([`now_ms`]).
+    pub fn system() -> Clock {
+        Clock(Arc::new(now_ms))
+    }
+
+    /// A clock that answers what `f` says (UNIX milliseconds).
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    /// UNIX milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+
+    /// UNIX seconds.
+    pub fn now_s(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// Current UNIX time in milliseconds.

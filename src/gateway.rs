@@ -109,10 +109,6 @@ impl Gateway {
             RegistryLimits {
                 max_tracked: config.sessions.max_tracked,
                 idle_ttl_ms: config.sessions.idle_ttl_ms,
-                // Monitor mode refuses nothing: not on the proxy path, not
-                // on the self-service page.
-                refuse_new_location: config.sessions.refuse_new_location
-                    && config.enforcement.mode == crate::config::Mode::Enforce,
             },
         ));
         let authority = Arc::new(Authority::new(
@@ -150,7 +146,7 @@ impl Gateway {
             upgrade_sock: config.listen.upgrade_socket.to_string_lossy().into_owned(),
             threads: config.listen.threads,
             grace_period_seconds: Some(config.listen.grace_period_s),
-            graceful_shutdown_timeout_seconds: Some(1),
+            graceful_shutdown_timeout_seconds: Some(config.listen.shutdown_timeout.as_secs()),
             daemon: options.daemon,
             ..ServerConf::default()
         };
@@ -223,13 +219,10 @@ impl Gateway {
         let mut options = pingora::apps::HttpServerOptions::default();
         options.h2c = config.listen.h2c;
         // pingora keeps an idle HTTP/2 connection forever by default. With
-        // keep-alive off (0), an HTTP/2 connection goes once idle for 1 s.
-        options.h2_idle_timeout = Some(
-            config
-                .listen
-                .keepalive_timeout
-                .unwrap_or(Duration::from_secs(1)),
-        );
+        // keep-alive off (0), an HTTP/2 connection goes once idle briefly.
+        options.h2_idle_timeout = Some(config.listen.keepalive_timeout.unwrap_or(
+            Duration::from_secs(crate::config::raw::DEFAULT_H2_IDLE_WITHOUT_KEEPALIVE_S),
+        ));
         http.server_options = Some(options);
         let mut proxy_service = Service::new(
             "proxy".to_string(),

@@ -318,7 +318,12 @@ impl Metrics {
 
     /// Counts one acknowledged revocation of `kind`.
     pub fn count_revocation(&self, kind: RevocationKind) {
-        self.revocations[kind as usize].inc();
+        self.count_revocations(kind, 1);
+    }
+
+    /// Counts `n` revocations of `kind` at once (an import).
+    pub fn count_revocations(&self, kind: RevocationKind, n: u64) {
+        self.revocations[kind as usize].inc_by(n);
     }
 
     /// Counts one admin API response by its status class: 200-399 as `2xx`,

@@ -3,42 +3,21 @@
 //! `Host` a token-less admin listener accepts; and the typed error every
 //! refusal of it becomes.
 
-use http::StatusCode;
+use crate::enforcement::Refusal;
 
 use super::{DEFAULT_LIMIT, MAX_ID_BYTES, MAX_LIMIT, MAX_REASON_BYTES};
 
-/// A refused or failed admin request: status, and the body `{"error": code, "error_description": message}`.
-#[derive(Debug)]
-pub(super) struct ApiError {
-    pub(super) status: StatusCode,
-    pub(super) code: &'static str,
-    pub(super) message: String,
+/// A refused or failed admin request: one of the gateway's refusals.
+pub(super) type ApiError = Refusal;
+
+/// Malformed input, with what is wrong.
+pub(super) fn bad_request(message: impl Into<String>) -> Refusal {
+    Refusal::BadRequest(message.into())
 }
 
-impl ApiError {
-    pub(super) fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn not_found() -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: "no such endpoint".into(),
-        }
-    }
-
-    pub(super) fn store(e: crate::store::StoreError) -> Self {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "store_unavailable",
-            message: e.to_string(),
-        }
-    }
+/// A store that did not answer: nothing was acknowledged.
+pub(super) fn store_failed(e: crate::store::StoreError) -> Refusal {
+    Refusal::StoreFailed(e.to_string())
 }
 
 /// Query parameters, refusing names the endpoint does not know (a typo in
@@ -49,7 +28,7 @@ impl Query {
     /// Parses `query` (`application/x-www-form-urlencoded`), refusing a
     /// name outside `allowed` or given twice; the error names it.
     pub fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Query, String> {
-        Self::parse_api(query, allowed).map_err(|e| e.message)
+        Self::parse_api(query, allowed).map_err(|e| e.description().into_owned())
     }
 
     /// The decoded value of `name`, when given.
@@ -61,15 +40,13 @@ impl Query {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if !allowed.contains(&k.as_ref()) {
-                return Err(ApiError::bad_request(format!(
+                return Err(bad_request(format!(
                     "unknown query parameter {k:?} (expected one of: {})",
                     allowed.join(", ")
                 )));
             }
             if pairs.iter().any(|(seen, _)| *seen == k) {
-                return Err(ApiError::bad_request(format!(
-                    "query parameter {k:?} given twice"
-                )));
+                return Err(bad_request(format!("query parameter {k:?} given twice")));
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
@@ -88,7 +65,7 @@ impl Query {
             None => Ok(DEFAULT_LIMIT),
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_request(format!(
+                _ => Err(bad_request(format!(
                     "limit must be an integer from 1 to {MAX_LIMIT}, not {v:?}"
                 ))),
             },
@@ -98,12 +75,12 @@ impl Query {
     pub(super) fn reason(&self) -> Result<&str, ApiError> {
         let reason = self.get("reason").unwrap_or("");
         if reason.len() > MAX_REASON_BYTES {
-            return Err(ApiError::bad_request(format!(
+            return Err(bad_request(format!(
                 "reason is longer than {MAX_REASON_BYTES} bytes"
             )));
         }
         if reason.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("reason contains control characters"));
+            return Err(bad_request("reason contains control characters"));
         }
         Ok(reason)
     }
@@ -112,17 +89,15 @@ impl Query {
 /// A session or user id from a path segment or query value.
 pub(super) fn checked_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
     if id.is_empty() {
-        return Err(ApiError::bad_request(format!("{what} is empty")));
+        return Err(bad_request(format!("{what} is empty")));
     }
     if id.len() > MAX_ID_BYTES {
-        return Err(ApiError::bad_request(format!(
+        return Err(bad_request(format!(
             "{what} is longer than {MAX_ID_BYTES} bytes"
         )));
     }
     if id.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "{what} contains control characters"
-        )));
+        return Err(bad_request(format!("{what} contains control characters")));
     }
     Ok(id)
 }
@@ -135,7 +110,7 @@ pub(super) fn segments(path: &str) -> Result<Vec<String>, ApiError> {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
                 .map(|c| c.into_owned())
-                .map_err(|_| ApiError::bad_request("path is not valid UTF-8 once decoded"))
+                .map_err(|_| bad_request("path is not valid UTF-8 once decoded"))
         })
         .collect()
 }

@@ -23,7 +23,8 @@ mod input;
 pub mod page;
 pub mod selfservice;
 
-use input::{checked_id, segments, ApiError};
+use crate::enforcement::Refusal;
+use input::{bad_request, checked_id, segments, store_failed, ApiError};
 pub use input::{is_local_host, Query};
 
 /// The OpenAPI 3 document served at `/v1/openapi.json`.
@@ -90,14 +91,12 @@ fn bytes_response(
 }
 
 fn error_response(e: ApiError) -> Response<Vec<u8>> {
-    let mut body = crate::enforcement::error_body(e.code, Some(&e.message)).to_vec();
+    let r = e.render(None, false);
+    let mut body = r.body.to_vec();
     body.push(b'\n');
-    let mut resp = bytes_response(e.status, "application/json", body);
-    if e.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static(r#"Bearer realm="sessiongate-admin""#),
-        );
+    let mut resp = bytes_response(r.status, "application/json", body);
+    for (name, value) in r.headers {
+        resp.headers_mut().insert(name, value);
     }
     resp
 }
@@ -107,14 +106,7 @@ fn nullable(s: &str) -> Option<&str> {
 }
 
 fn method_not_allowed(allow: &'static str) -> ApiResult {
-    let mut resp = error_response(ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: format!("allowed: {allow}"),
-    });
-    resp.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
-    Ok(resp)
+    Err(Refusal::MethodNotAllowed(allow))
 }
 
 impl AdminApp {
@@ -183,13 +175,7 @@ impl AdminApp {
 
     async fn route(&self, session: &mut ServerSession) -> ApiResult {
         if !self.host_allowed(session) {
-            return Err(ApiError {
-                status: StatusCode::MISDIRECTED_REQUEST,
-                code: "misdirected_request",
-                message: "without an admin token, only requests to localhost or a loopback \
-                          address are answered"
-                    .into(),
-            });
+            return Err(Refusal::MisdirectedRequest);
         }
         let method = session.req_header().method.clone();
         let uri = session.req_header().uri.clone();
@@ -233,14 +219,10 @@ impl AdminApp {
             _ => {}
         }
         if !path.starts_with("/v1/") {
-            return Err(ApiError::not_found());
+            return Err(Refusal::NotFound("no such endpoint".into()));
         }
         if !self.authorized(session) {
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                code: "unauthorized",
-                message: "missing or wrong admin token".into(),
-            });
+            return Err(Refusal::AdminUnauthorized);
         }
         let actor = Actor::admin(
             session
@@ -291,9 +273,7 @@ impl AdminApp {
                     let q = Query::parse_api(query, &["limit", "since"])?;
                     let since = match q.get("since") {
                         Some(s) => Some(clock::parse_rfc3339_ms(s).ok_or_else(|| {
-                            ApiError::bad_request(format!(
-                                "since must be an RFC 3339 time, not {s:?}"
-                            ))
+                            bad_request(format!("since must be an RFC 3339 time, not {s:?}"))
                         })?),
                         None => None,
                     };
@@ -301,7 +281,7 @@ impl AdminApp {
                 }
                 _ => method_not_allowed("GET"),
             },
-            _ => Err(ApiError::not_found()),
+            _ => Err(Refusal::NotFound("no such endpoint".into())),
         }
     }
 
@@ -338,16 +318,14 @@ impl AdminApp {
             .store()
             .session(sid)
             .await
-            .map_err(ApiError::store)?;
+            .map_err(store_failed)?;
         let live = self.sessions.get(sid);
         let found = sessions::merge(stored.into_iter().collect(), live.into_iter().collect());
         match found.first() {
             Some(s) => Ok(json_response(StatusCode::OK, &self.session_view(s))),
-            None => Err(ApiError {
-                status: StatusCode::NOT_FOUND,
-                code: "not_found",
-                message: format!("no session {sid:?} has been seen"),
-            }),
+            None => Err(Refusal::NotFound(
+                format!("no session {sid:?} has been seen").into(),
+            )),
         }
     }
 
@@ -357,7 +335,7 @@ impl AdminApp {
             .store()
             .user_sessions(sub)
             .await
-            .map_err(ApiError::store)?;
+            .map_err(store_failed)?;
         let all = sessions::merge(stored, self.sessions.for_user(sub));
         let views: Vec<serde_json::Value> = all.iter().map(|s| self.session_view(s)).collect();
         Ok(json_response(StatusCode::OK, &json!({"sessions": views})))
@@ -371,7 +349,7 @@ impl AdminApp {
             .authority
             .revoke_session(sid, exp, reason, actor)
             .await
-            .map_err(ApiError::store)?;
+            .map_err(store_failed)?;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -394,7 +372,7 @@ impl AdminApp {
             .authority
             .revoke_user(sub, except, reason, actor)
             .await
-            .map_err(ApiError::store)?;
+            .map_err(store_failed)?;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -411,9 +389,9 @@ impl AdminApp {
         let list = self
             .authority
             .store()
-            .recent_revocations(limit)
+            .recent_revocations(limit, self.authority.clock().now_s())
             .await
-            .map_err(ApiError::store)?;
+            .map_err(store_failed)?;
         let views: Vec<serde_json::Value> = list
             .iter()
             .map(|r| {
@@ -441,7 +419,7 @@ impl AdminApp {
             .store()
             .audit(limit, since_ms)
             .await
-            .map_err(ApiError::store)?;
+            .map_err(store_failed)?;
         let views: Vec<serde_json::Value> = entries
             .iter()
             .map(|e| {
@@ -467,15 +445,11 @@ async fn drain_body(session: &mut ServerSession) -> Result<(), ApiError> {
             Ok(Some(chunk)) => {
                 seen += chunk.len();
                 if seen > MAX_BODY_BYTES {
-                    return Err(ApiError {
-                        status: StatusCode::PAYLOAD_TOO_LARGE,
-                        code: "payload_too_large",
-                        message: format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
-                    });
+                    return Err(Refusal::PayloadTooLarge(MAX_BODY_BYTES));
                 }
             }
             Ok(None) => return Ok(()),
-            Err(e) => return Err(ApiError::bad_request(format!("cannot read body: {e}"))),
+            Err(e) => return Err(bad_request(format!("cannot read body: {e}"))),
         }
     }
 }

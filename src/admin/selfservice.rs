@@ -7,6 +7,7 @@
 //! session (HMAC with a secret shared through the store), as the header
 //! `X-CSRF-Token` or the form field `csrf_token`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,10 +20,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::page::{self, Notice, PageData};
-use crate::audit::{Action, AuditEntry};
 use crate::authority::{Actor, Authority};
 use crate::clock;
-use crate::enforcement::{Enforcer, Outcome, Refusal};
+use crate::enforcement::{Decision, Enforcer, Forbidden, Outcome, Refusal};
 use crate::sessions::{self, SessionInfo, SessionRegistry, Sighting};
 use crate::token::VerifiedToken;
 
@@ -119,31 +119,49 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-fn error(
-    headers: &HeaderMap,
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    outcome: Option<Outcome>,
-) -> Response {
-    if wants_json(headers) {
-        return Response {
-            status,
-            headers: vec![(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body: crate::enforcement::error_body(code, Some(message)),
+impl Response {
+    /// A refusal as JSON, from [`Refusal::render`]; a request-path 401 is a
+    /// redirect to `login_url` when one is given (a browser asking).
+    pub fn refused(
+        refusal: &Refusal,
+        login_url: Option<&HeaderValue>,
+        outcome: Option<Outcome>,
+    ) -> Response {
+        let r = refusal.render(login_url, login_url.is_some());
+        let mut headers = vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
+        headers.extend(r.headers);
+        Response {
+            status: r.status,
+            headers,
+            body: r.body,
             outcome,
-        };
+        }
     }
+}
+
+/// An error of a self-service action: JSON when asked for, otherwise a page
+/// with the refusal's status and words and a way back.
+fn error(headers: &HeaderMap, refusal: &Refusal, outcome: Option<Outcome>) -> Response {
+    if wants_json(headers) {
+        return Response::refused(refusal, None, outcome);
+    }
+    let status = refusal.status();
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
          <body><main><h1>{title}</h1><p>{msg}</p><p><a href=\"{PAGE}\">Back to your sessions</a></p></main></body></html>",
         title = page::escape(status.canonical_reason().unwrap_or("Error")),
-        msg = page::escape(message)
+        msg = page::escape(&refusal.description())
     );
-    html_response(status, html, outcome)
+    let mut response = html_response(status, html, outcome);
+    if let Refusal::MethodNotAllowed(allow) = refusal {
+        response
+            .headers
+            .push((header::ALLOW, HeaderValue::from_static(allow)));
+    }
+    response
 }
 
 /// One routed action.
@@ -154,41 +172,42 @@ enum Route {
     LogoutOthers,
 }
 
-fn route(method: &Method, path: &str) -> Result<Route, (StatusCode, &'static str)> {
+const NO_SUCH_SESSION: Refusal = Refusal::NotFound(Cow::Borrowed("no such session"));
+const NO_SUCH_PAGE: Refusal = Refusal::NotFound(Cow::Borrowed("no such page"));
+
+fn route(method: &Method, path: &str) -> Result<Route, Refusal> {
     if path == PAGE || path == "/.sessiongate/sessions/" {
         return match *method {
             Method::GET | Method::HEAD => Ok(Route::List),
-            _ => Err((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")),
+            _ => Err(Refusal::MethodNotAllowed("GET, HEAD")),
         };
     }
     if path == LOGOUT_OTHERS {
         return match *method {
             Method::POST => Ok(Route::LogoutOthers),
-            _ => Err((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")),
+            _ => Err(Refusal::MethodNotAllowed("POST")),
         };
     }
     if let Some(rest) = path.strip_prefix("/.sessiongate/sessions/") {
-        let (sid, action) = rest
-            .rsplit_once('/')
-            .ok_or((StatusCode::NOT_FOUND, "not_found"))?;
+        let (sid, action) = rest.rsplit_once('/').ok_or(NO_SUCH_PAGE)?;
         let sid = percent_encoding::percent_decode_str(sid)
             .decode_utf8()
-            .map_err(|_| (StatusCode::NOT_FOUND, "not_found"))?
+            .map_err(|_| NO_SUCH_PAGE)?
             .into_owned();
         if sid.is_empty() || sid.len() > crate::admin::MAX_ID_BYTES {
-            return Err((StatusCode::NOT_FOUND, "not_found"));
+            return Err(NO_SUCH_PAGE);
         }
         let r = match action {
             "revoke" => Route::Revoke(sid),
             "confirm" => Route::Confirm(sid),
-            _ => return Err((StatusCode::NOT_FOUND, "not_found")),
+            _ => return Err(NO_SUCH_PAGE),
         };
         return match *method {
             Method::POST => Ok(r),
-            _ => Err((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")),
+            _ => Err(Refusal::MethodNotAllowed("POST")),
         };
     }
-    Err((StatusCode::NOT_FOUND, "not_found"))
+    Err(NO_SUCH_PAGE)
 }
 
 /// Self-service: pages, JSON and actions.
@@ -282,9 +301,7 @@ impl SelfService {
     pub async fn handle(&self, req: &Request<'_>) -> Response {
         let route = match route(req.method, req.path) {
             Ok(r) => r,
-            Err((status, code)) => {
-                return error(req.headers, status, code, "No such page.", None);
-            }
+            Err(refusal) => return error(req.headers, &refusal, None),
         };
         let token = match self.enforcer.authenticate(
             req.headers,
@@ -314,14 +331,16 @@ impl SelfService {
         let Some(user) = token.user_id.clone() else {
             return error(
                 req.headers,
-                StatusCode::FORBIDDEN,
-                "no_user",
-                "This session has no user id, so it has no list of sessions.",
+                &Refusal::Forbidden(Forbidden::NoUser),
                 Some(Outcome::Allowed),
             );
         };
-        if observed.unconfirmed_new_location {
-            return self.refused(req, &Refusal::NewLocation);
+        if let Some(Decision::Refuse(refusal)) = self
+            .enforcer
+            .after_sighting(observed.unconfirmed_new_location)
+            .map(|v| v.decision)
+        {
+            return self.refused(req, &refusal);
         }
         let result = match route {
             Route::List => self.list(req, &token, &user).await,
@@ -347,28 +366,15 @@ impl SelfService {
         result.unwrap_or_else(|e| {
             error(
                 req.headers,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                &e.to_string(),
+                &Refusal::StoreFailed(e.to_string()),
                 Some(Outcome::Allowed),
             )
         })
     }
 
     fn refused(&self, req: &Request<'_>, refusal: &Refusal) -> Response {
-        let wants_html = !wants_json(req.headers);
-        let r = refusal.render(self.login_url.as_ref(), wants_html);
-        let mut headers = vec![(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )];
-        headers.extend(r.headers);
-        Response {
-            status: r.status,
-            headers,
-            body: r.body,
-            outcome: Some(refusal.outcome()),
-        }
+        let login_url = self.login_url.as_ref().filter(|_| !wants_json(req.headers));
+        Response::refused(refusal, login_url, refusal.outcome())
     }
 
     async fn check_csrf(&self, req: &Request<'_>, token: &VerifiedToken) -> Option<Response> {
@@ -396,9 +402,7 @@ impl SelfService {
             Err(e) => {
                 return Some(error(
                     req.headers,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    &e.to_string(),
+                    &Refusal::StoreFailed(e.to_string()),
                     Some(Outcome::Allowed),
                 ))
             }
@@ -407,9 +411,7 @@ impl SelfService {
         (!ok).then(|| {
             error(
                 req.headers,
-                StatusCode::FORBIDDEN,
-                "csrf_token_invalid",
-                "The form was stale or did not come from this page. Reload the page and try again.",
+                &Refusal::Forbidden(Forbidden::CsrfTokenInvalid),
                 Some(Outcome::Allowed),
             )
         })
@@ -474,13 +476,7 @@ impl SelfService {
         sid: &str,
     ) -> Result<Response, crate::store::StoreError> {
         let Some(target) = self.owned(user, sid).await else {
-            return Ok(error(
-                req.headers,
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such session.",
-                Some(Outcome::Allowed),
-            ));
+            return Ok(error(req.headers, &NO_SUCH_SESSION, Some(Outcome::Allowed)));
         };
         let actor = Actor::user(user, Some(req.client_ip.to_string()));
         let r = self
@@ -511,48 +507,24 @@ impl SelfService {
         sid: &str,
     ) -> Result<Response, crate::store::StoreError> {
         let Some(target) = self.owned(user, sid).await else {
-            return Ok(error(
-                req.headers,
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such session.",
-                Some(Outcome::Allowed),
-            ));
+            return Ok(error(req.headers, &NO_SUCH_SESSION, Some(Outcome::Allowed)));
         };
         if target.session_id == token.session_id {
             return Ok(error(
                 req.headers,
-                StatusCode::FORBIDDEN,
-                "confirm_from_another_session",
-                "A new location is confirmed from one of your other sessions.",
+                &Refusal::Forbidden(Forbidden::ConfirmFromAnotherSession),
                 Some(Outcome::Allowed),
             ));
         }
-        if !self.sessions.confirm_location(&target.session_id) {
-            let mut stored = match self.authority.store().session(&target.session_id).await? {
-                Some(r) => r,
-                None => {
-                    return Ok(error(
-                        req.headers,
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        "No such session.",
-                        Some(Outcome::Allowed),
-                    ))
-                }
-            };
-            stored.confirmed = true;
-            self.authority.store().save_sessions(vec![stored]).await?;
+        let marked_live = self.sessions.confirm_location(&target.session_id);
+        let actor = Actor::user(user, Some(req.client_ip.to_string()));
+        if !self
+            .authority
+            .confirm_location(&target.session_id, marked_live, &actor, req.now_ms)
+            .await?
+        {
+            return Ok(error(req.headers, &NO_SUCH_SESSION, Some(Outcome::Allowed)));
         }
-        let entry = AuditEntry {
-            at_ms: req.now_ms,
-            actor: format!("user:{user}"),
-            actor_ip: Some(req.client_ip.to_string()),
-            action: Action::ConfirmLocation,
-            target: format!("session:{}", target.session_id),
-            reason: String::new(),
-        };
-        self.authority.record(entry).await?;
         Ok(self.done(
             req,
             Notice::Confirmed,

@@ -62,6 +62,7 @@ pub struct Authority {
     metrics: Arc<Metrics>,
     connections: Arc<ConnectionRegistry>,
     retention: Retention,
+    clock: clock::Clock,
 }
 
 impl std::fmt::Debug for Authority {
@@ -87,7 +88,19 @@ impl Authority {
             metrics,
             connections,
             retention,
+            clock: clock::Clock::system(),
         }
+    }
+
+    /// The same authority reading the time from `clock` (tests).
+    pub fn with_clock(mut self, clock: clock::Clock) -> Authority {
+        self.clock = clock;
+        self
+    }
+
+    /// The time this authority writes into what it decides.
+    pub fn clock(&self) -> &clock::Clock {
+        &self.clock
     }
 
     /// An authority for a command that writes to the store without a
@@ -134,7 +147,7 @@ impl Authority {
         actor: &Actor,
     ) -> Result<SessionRevocation, StoreError> {
         let (revocation, audit) =
-            self.session_revocation(session_id, exp, reason, actor, clock::now_ms());
+            self.session_revocation(session_id, exp, reason, actor, self.clock.now_ms());
         let in_force = self
             .store
             .revoke_session(revocation, audit.clone())
@@ -189,6 +202,37 @@ impl Authority {
         Ok(())
     }
 
+    /// Confirms a session's new location: the stored record marked
+    /// confirmed unless `marked_live` (this gateway's registry holds the
+    /// session and marked it; its sync writes it), then audited with
+    /// `actor`. `Ok(false)`: no such session is stored.
+    pub async fn confirm_location(
+        &self,
+        session_id: &str,
+        marked_live: bool,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        if !marked_live {
+            let fail = |e| self.store_failed(e);
+            let Some(mut stored) = self.store.session(session_id).await.map_err(fail)? else {
+                return Ok(false);
+            };
+            stored.confirmed = true;
+            self.store.save_sessions(vec![stored]).await.map_err(fail)?;
+        }
+        self.record(AuditEntry {
+            at_ms: now_ms,
+            actor: actor.name.clone(),
+            actor_ip: actor.ip.clone(),
+            action: Action::ConfirmLocation,
+            target: format!("session:{session_id}"),
+            reason: String::new(),
+        })
+        .await?;
+        Ok(true)
+    }
+
     /// [`Authority::record`] off the request path: the request does not
     /// wait for the store, a failure is logged and counted.
     pub fn record_later(self: &Arc<Self>, entry: AuditEntry) {
@@ -209,7 +253,7 @@ impl Authority {
         reason: &str,
         actor: &Actor,
     ) -> Result<usize, StoreError> {
-        let now_ms = clock::now_ms();
+        let now_ms = self.clock.now_ms();
         let batch: Vec<_> = session_ids
             .iter()
             .map(|id| self.session_revocation(id, None, reason, actor, now_ms))
@@ -226,6 +270,8 @@ impl Authority {
                     .close_session(&r.session_id, Instant::now());
             }
         }
+        self.metrics
+            .count_revocations(RevocationKind::Session, new as u64);
         self.refresh_gauges();
         Ok(new)
     }
@@ -240,7 +286,7 @@ impl Authority {
         reason: &str,
         actor: &Actor,
     ) -> Result<UserCutoff, StoreError> {
-        let now_ms = clock::now_ms();
+        let now_ms = self.clock.now_ms();
         let not_before = now_ms.div_euclid(1000) + 1;
         let cutoff = UserCutoff {
             user_id: user_id.to_string(),
@@ -303,7 +349,7 @@ impl Authority {
     /// wrote them; this process's own come back already applied) count in
     /// `sessiongate_revocation_propagation_seconds`. Answers how many.
     pub fn apply_changes(&self, revocations: &[Revocation]) -> usize {
-        let now = clock::now_ms();
+        let now = self.clock.now_ms();
         let mut changed = 0;
         for r in revocations {
             if self.apply_one(r) {
@@ -321,7 +367,7 @@ impl Authority {
 
     /// Drops expired revocations from memory and from the store.
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
-        let now = clock::now_s();
+        let now = self.clock.now_s();
         let in_memory = self.revocations.purge_expired(now);
         self.refresh_gauges();
         let stored = self

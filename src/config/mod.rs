@@ -102,6 +102,9 @@ pub struct Listen {
     /// `listen.grace_period_s`: seconds SIGTERM waits for in-flight requests
     /// before exiting (default 5).
     pub grace_period_s: u64,
+    /// `listen.shutdown_timeout_s`: seconds the services get to stop after
+    /// the grace period (1 to 10 years, default 1).
+    pub shutdown_timeout: Duration,
     /// `listen.pid_file`: pingora's pid file, resolved against the config
     /// file's directory (default `data/sessiongate.pid`).
     pub pid_file: PathBuf,

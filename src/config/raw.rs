@@ -9,6 +9,10 @@ use serde::Deserialize;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Default `listen.threads`: proxy worker threads.
 pub const DEFAULT_THREADS: usize = 2;
+/// Default `listen.shutdown_timeout_s` (seconds).
+pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 1;
+/// How long an idle HTTP/2 connection is kept with `listen.keepalive_timeout_s = 0`.
+pub const DEFAULT_H2_IDLE_WITHOUT_KEEPALIVE_S: u64 = 1;
 /// Default `listen.grace_period_s` (seconds).
 pub const DEFAULT_GRACE_PERIOD_S: u64 = 5;
 /// Default `listen.pid_file` (relative to the config file's directory).
@@ -112,6 +116,9 @@ pub struct RawListen {
     /// Seconds SIGTERM waits for in-flight requests before exiting.
     #[serde(default = "d_grace")]
     pub grace_period_s: u64,
+    /// Seconds the services are given to stop after the grace period.
+    #[serde(default = "d_shutdown_timeout")]
+    pub shutdown_timeout_s: u64,
     /// pingora pid file (relative to the config file's directory).
     #[serde(default = "d_pid_file")]
     pub pid_file: String,
@@ -414,6 +421,9 @@ fn d_admin_listen() -> String {
 }
 fn d_threads() -> usize {
     DEFAULT_THREADS
+}
+fn d_shutdown_timeout() -> u64 {
+    DEFAULT_SHUTDOWN_TIMEOUT_S
 }
 fn d_grace() -> u64 {
     DEFAULT_GRACE_PERIOD_S

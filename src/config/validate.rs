@@ -31,29 +31,10 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config, KeyError> {
-    let listen = Listen {
-        proxy: socket_addr("listen.proxy", &raw.listen.proxy)?,
-        admin: socket_addr("listen.admin", &raw.listen.admin)?,
-        threads: match raw.listen.threads {
-            0 => return Err(KeyError::new("listen.threads", "must be at least 1")),
-            n => n,
-        },
-        grace_period_s: raw.listen.grace_period_s,
-        pid_file: resolve(dir, &raw.listen.pid_file),
-        upgrade_socket: resolve(dir, &raw.listen.upgrade_socket),
-        tls: validate_tls(
-            "listen",
-            &raw.listen.tls_cert_file,
-            &raw.listen.tls_key_file,
-            dir,
-        )?,
-        h2c: raw.listen.h2c,
-        keepalive_timeout: (raw.listen.keepalive_timeout_s > 0)
-            .then(|| Duration::from_secs(raw.listen.keepalive_timeout_s)),
-        tls_reload: positive_secs("listen.tls_reload_s", raw.listen.tls_reload_s)?,
-        request_header_timeout: (raw.listen.request_header_timeout_s > 0)
-            .then(|| Duration::from_secs(raw.listen.request_header_timeout_s)),
-    };
+    let listen = Listen::try_from(InDir {
+        raw: raw.listen,
+        dir,
+    })?;
     if listen.proxy == listen.admin {
         return Err(KeyError::new(
             "listen.admin",
@@ -61,74 +42,11 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
         ));
     }
 
-    let upstream = validate_upstream(raw.upstream)?;
-    let token = validate_token(raw.token, dir)?;
-
-    let mode = match raw.enforcement.mode.as_str() {
-        "enforce" => Mode::Enforce,
-        "monitor" => Mode::Monitor,
-        other => {
-            return Err(KeyError::new(
-                "enforcement.mode",
-                format!("unknown mode {other:?} (expected \"enforce\" or \"monitor\")"),
-            ))
-        }
-    };
-    for (i, p) in raw.enforcement.public_paths.iter().enumerate() {
-        if !p.starts_with('/') {
-            return Err(KeyError::new(
-                format!("enforcement.public_paths[{i}]"),
-                format!("{p:?} must start with \"/\""),
-            ));
-        }
-        if p.starts_with("/.sessiongate") {
-            return Err(KeyError::new(
-                format!("enforcement.public_paths[{i}]"),
-                format!("{p:?} is reserved for the gateway"),
-            ));
-        }
-        if !crate::path::is_canonical(p.as_bytes()) || p.contains(['%', '?', '#']) {
-            return Err(KeyError::new(
-                format!("enforcement.public_paths[{i}]"),
-                format!("{p:?} must be a plain canonical path prefix (no dot segments, `\\`, `;`, `%`, `?` or `#`)"),
-            ));
-        }
-    }
-    let enforcement = Enforcement {
-        mode,
-        public_paths: raw.enforcement.public_paths,
-        login_url: match non_empty(raw.enforcement.login_url) {
-            Some(u) => Some(http::HeaderValue::from_str(&u).map_err(|_| {
-                KeyError::new(
-                    "enforcement.login_url",
-                    format!("{u:?} is not a valid header value"),
-                )
-            })?),
-            None => None,
-        },
-        fail_closed_after: (raw.enforcement.fail_closed_after_s > 0)
-            .then(|| Duration::from_secs(raw.enforcement.fail_closed_after_s)),
-    };
-
-    let admin_token = match (&raw.admin.token, &raw.admin.token_env) {
-        (t, None) => non_empty(t.clone()),
-        (t, Some(_)) if !t.is_empty() => {
-            return Err(KeyError::new(
-                "admin.token_env",
-                "set either admin.token or admin.token_env, not both",
-            ))
-        }
-        (_, Some(var)) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(v),
-            _ => {
-                return Err(KeyError::new(
-                    "admin.token_env",
-                    format!("environment variable {var:?} is not set or empty"),
-                ))
-            }
-        },
-    };
-    if admin_token.is_none() && !listen.admin.ip().is_loopback() {
+    let admin = Admin::try_from(InDir {
+        raw: raw.admin,
+        dir,
+    })?;
+    if admin.token.is_none() && !listen.admin.ip().is_loopback() {
         return Err(KeyError::new(
             "admin.token",
             format!(
@@ -137,110 +55,235 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
             ),
         ));
     }
-    let admin = Admin {
-        token: admin_token,
-        tls: validate_tls(
-            "admin",
-            &raw.admin.tls_cert_file,
-            &raw.admin.tls_key_file,
-            dir,
-        )?,
-    };
-
-    let store = StoreConfig {
-        backend: match raw.store.backend.as_str() {
-            "embedded" => Backend::Embedded,
-            "redis" => Backend::Redis,
-            other => {
-                return Err(KeyError::new(
-                    "store.backend",
-                    format!("unknown backend {other:?} (expected \"embedded\" or \"redis\")"),
-                ))
-            }
-        },
-        path: resolve(dir, &raw.store.path),
-        redis_url: raw.store.redis_url,
-        purge_interval: positive_secs("store.purge_interval_s", raw.store.purge_interval_s)?,
-        busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
-        redis_prefix: raw.store.redis_prefix,
-        redis_stream_maxlen: if raw.store.redis_stream_maxlen >= 100 {
-            raw.store.redis_stream_maxlen
-        } else {
-            return Err(KeyError::new(
-                "store.redis_stream_maxlen",
-                format!(
-                    "must be at least 100, not {}",
-                    raw.store.redis_stream_maxlen
-                ),
-            ));
-        },
-        redis_ca_file: non_empty(raw.store.redis_ca_file).map(|p| resolve(dir, &p)),
-        audit_max_entries: if raw.store.audit_max_entries >= 1000 {
-            raw.store.audit_max_entries
-        } else {
-            return Err(KeyError::new(
-                "store.audit_max_entries",
-                format!("must be at least 1000, not {}", raw.store.audit_max_entries),
-            ));
-        },
-    };
-    if store.backend == Backend::Redis
-        && !(store.redis_url.starts_with("redis://") || store.redis_url.starts_with("rediss://"))
-    {
-        return Err(KeyError::new(
-            "store.redis_url",
-            format!(
-                "{:?} must start with redis:// or rediss://",
-                store.redis_url
-            ),
-        ));
-    }
-
-    let mut trusted_proxies = Vec::new();
-    for (i, c) in raw.geoip.trusted_proxies.iter().enumerate() {
-        let net = c
-            .parse::<IpNet>()
-            .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| {
-                KeyError::new(
-                    format!("geoip.trusted_proxies[{i}]"),
-                    format!("{c:?} is not a CIDR (10.0.0.0/8) or an IP address"),
-                )
-            })?;
-        trusted_proxies.push(net);
-    }
-    let geoip = Geoip {
-        database: non_empty(raw.geoip.database).map(|p| resolve(dir, &p)),
-        trusted_proxies,
-        reload: positive_secs("geoip.reload_s", raw.geoip.reload_s)?,
-    };
-
-    if raw.sessions.max_tracked == 0 {
-        return Err(KeyError::new("sessions.max_tracked", "must be at least 1"));
-    }
-    let sessions = Sessions {
-        idle_ttl_ms: positive_secs("sessions.idle_ttl_s", raw.sessions.idle_ttl_s)?.as_millis()
-            as i64,
-        max_tracked: raw.sessions.max_tracked,
-        persist_interval: positive_secs(
-            "sessions.persist_interval_s",
-            raw.sessions.persist_interval_s,
-        )?,
-        purge_interval: positive_secs("sessions.purge_interval_s", raw.sessions.purge_interval_s)?,
-        refuse_new_location: raw.sessions.refuse_new_location,
-    };
-
     Ok(Config {
         file: file.to_path_buf(),
         listen,
-        upstream,
-        token,
-        enforcement,
+        upstream: Upstream::try_from(raw.upstream)?,
+        token: TokenConfig::try_from(InDir {
+            raw: raw.token,
+            dir,
+        })?,
+        enforcement: Enforcement::try_from(raw.enforcement)?,
         admin,
-        store,
-        geoip,
-        sessions,
+        store: StoreConfig::try_from(InDir {
+            raw: raw.store,
+            dir,
+        })?,
+        geoip: Geoip::try_from(InDir {
+            raw: raw.geoip,
+            dir,
+        })?,
+        sessions: Sessions::try_from(raw.sessions)?,
     })
+}
+
+/// A raw section with the directory its relative paths are read from.
+pub(super) struct InDir<'a, T> {
+    raw: T,
+    dir: &'a Path,
+}
+
+impl TryFrom<InDir<'_, raw::RawListen>> for Listen {
+    type Error = KeyError;
+
+    fn try_from(InDir { raw, dir }: InDir<'_, raw::RawListen>) -> Result<Self, KeyError> {
+        Ok(Listen {
+            proxy: socket_addr("listen.proxy", &raw.proxy)?,
+            admin: socket_addr("listen.admin", &raw.admin)?,
+            threads: match raw.threads {
+                0 => return Err(KeyError::new("listen.threads", "must be at least 1")),
+                n => n,
+            },
+            grace_period_s: raw.grace_period_s,
+            shutdown_timeout: positive_secs("listen.shutdown_timeout_s", raw.shutdown_timeout_s)?,
+            pid_file: resolve(dir, &raw.pid_file),
+            upgrade_socket: resolve(dir, &raw.upgrade_socket),
+            tls: validate_tls("listen", &raw.tls_cert_file, &raw.tls_key_file, dir)?,
+            h2c: raw.h2c,
+            keepalive_timeout: (raw.keepalive_timeout_s > 0)
+                .then(|| Duration::from_secs(raw.keepalive_timeout_s)),
+            tls_reload: positive_secs("listen.tls_reload_s", raw.tls_reload_s)?,
+            request_header_timeout: (raw.request_header_timeout_s > 0)
+                .then(|| Duration::from_secs(raw.request_header_timeout_s)),
+        })
+    }
+}
+
+impl TryFrom<raw::RawEnforcement> for Enforcement {
+    type Error = KeyError;
+
+    fn try_from(raw: raw::RawEnforcement) -> Result<Self, KeyError> {
+        let mode = match raw.mode.as_str() {
+            "enforce" => Mode::Enforce,
+            "monitor" => Mode::Monitor,
+            other => {
+                return Err(KeyError::new(
+                    "enforcement.mode",
+                    format!("unknown mode {other:?} (expected \"enforce\" or \"monitor\")"),
+                ))
+            }
+        };
+        for (i, p) in raw.public_paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                return Err(KeyError::new(
+                    format!("enforcement.public_paths[{i}]"),
+                    format!("{p:?} must start with \"/\""),
+                ));
+            }
+            if p.starts_with("/.sessiongate") {
+                return Err(KeyError::new(
+                    format!("enforcement.public_paths[{i}]"),
+                    format!("{p:?} is reserved for the gateway"),
+                ));
+            }
+            if !crate::path::is_canonical(p.as_bytes()) || p.contains(['%', '?', '#']) {
+                return Err(KeyError::new(
+                    format!("enforcement.public_paths[{i}]"),
+                    format!("{p:?} must be a plain canonical path prefix (no dot segments, `\\`, `;`, `%`, `?` or `#`)"),
+                ));
+            }
+        }
+        Ok(Enforcement {
+            mode,
+            public_paths: raw.public_paths,
+            login_url: match non_empty(raw.login_url) {
+                Some(u) => Some(http::HeaderValue::from_str(&u).map_err(|_| {
+                    KeyError::new(
+                        "enforcement.login_url",
+                        format!("{u:?} is not a valid header value"),
+                    )
+                })?),
+                None => None,
+            },
+            fail_closed_after: (raw.fail_closed_after_s > 0)
+                .then(|| Duration::from_secs(raw.fail_closed_after_s)),
+        })
+    }
+}
+
+impl TryFrom<InDir<'_, raw::RawAdmin>> for Admin {
+    type Error = KeyError;
+
+    fn try_from(InDir { raw, dir }: InDir<'_, raw::RawAdmin>) -> Result<Self, KeyError> {
+        let admin_token = match (&raw.token, &raw.token_env) {
+            (t, None) => non_empty(t.clone()),
+            (t, Some(_)) if !t.is_empty() => {
+                return Err(KeyError::new(
+                    "admin.token_env",
+                    "set either admin.token or admin.token_env, not both",
+                ))
+            }
+            (_, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(v),
+                _ => {
+                    return Err(KeyError::new(
+                        "admin.token_env",
+                        format!("environment variable {var:?} is not set or empty"),
+                    ))
+                }
+            },
+        };
+        Ok(Admin {
+            token: admin_token,
+            tls: validate_tls("admin", &raw.tls_cert_file, &raw.tls_key_file, dir)?,
+        })
+    }
+}
+
+impl TryFrom<InDir<'_, raw::RawStore>> for StoreConfig {
+    type Error = KeyError;
+
+    fn try_from(InDir { raw, dir }: InDir<'_, raw::RawStore>) -> Result<Self, KeyError> {
+        let store = StoreConfig {
+            backend: match raw.backend.as_str() {
+                "embedded" => Backend::Embedded,
+                "redis" => Backend::Redis,
+                other => {
+                    return Err(KeyError::new(
+                        "store.backend",
+                        format!("unknown backend {other:?} (expected \"embedded\" or \"redis\")"),
+                    ))
+                }
+            },
+            path: resolve(dir, &raw.path),
+            redis_url: raw.redis_url,
+            purge_interval: positive_secs("store.purge_interval_s", raw.purge_interval_s)?,
+            busy_timeout: Duration::from_millis(raw.busy_timeout_ms),
+            redis_prefix: raw.redis_prefix,
+            redis_stream_maxlen: if raw.redis_stream_maxlen >= 100 {
+                raw.redis_stream_maxlen
+            } else {
+                return Err(KeyError::new(
+                    "store.redis_stream_maxlen",
+                    format!("must be at least 100, not {}", raw.redis_stream_maxlen),
+                ));
+            },
+            redis_ca_file: non_empty(raw.redis_ca_file).map(|p| resolve(dir, &p)),
+            audit_max_entries: if raw.audit_max_entries >= 1000 {
+                raw.audit_max_entries
+            } else {
+                return Err(KeyError::new(
+                    "store.audit_max_entries",
+                    format!("must be at least 1000, not {}", raw.audit_max_entries),
+                ));
+            },
+        };
+        if store.backend == Backend::Redis
+            && !(store.redis_url.starts_with("redis://")
+                || store.redis_url.starts_with("rediss://"))
+        {
+            return Err(KeyError::new(
+                "store.redis_url",
+                format!(
+                    "{:?} must start with redis:// or rediss://",
+                    store.redis_url
+                ),
+            ));
+        }
+        Ok(store)
+    }
+}
+
+impl TryFrom<InDir<'_, raw::RawGeoip>> for Geoip {
+    type Error = KeyError;
+
+    fn try_from(InDir { raw, dir }: InDir<'_, raw::RawGeoip>) -> Result<Self, KeyError> {
+        let mut trusted_proxies = Vec::new();
+        for (i, c) in raw.trusted_proxies.iter().enumerate() {
+            let net = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    KeyError::new(
+                        format!("geoip.trusted_proxies[{i}]"),
+                        format!("{c:?} is not a CIDR (10.0.0.0/8) or an IP address"),
+                    )
+                })?;
+            trusted_proxies.push(net);
+        }
+        Ok(Geoip {
+            database: non_empty(raw.database).map(|p| resolve(dir, &p)),
+            trusted_proxies,
+            reload: positive_secs("geoip.reload_s", raw.reload_s)?,
+        })
+    }
+}
+
+impl TryFrom<raw::RawSessions> for Sessions {
+    type Error = KeyError;
+
+    fn try_from(raw: raw::RawSessions) -> Result<Self, KeyError> {
+        if raw.max_tracked == 0 {
+            return Err(KeyError::new("sessions.max_tracked", "must be at least 1"));
+        }
+        Ok(Sessions {
+            idle_ttl_ms: positive_secs("sessions.idle_ttl_s", raw.idle_ttl_s)?.as_millis() as i64,
+            max_tracked: raw.max_tracked,
+            persist_interval: positive_secs("sessions.persist_interval_s", raw.persist_interval_s)?,
+            purge_interval: positive_secs("sessions.purge_interval_s", raw.purge_interval_s)?,
+            refuse_new_location: raw.refuse_new_location,
+        })
+    }
 }
 
 /// `{table}.tls_cert_file` and `{table}.tls_key_file`: both or neither; they
@@ -284,7 +327,15 @@ fn validate_tls(
     Ok(Some(tls))
 }
 
-fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
+impl TryFrom<raw::RawUpstream> for Upstream {
+    type Error = KeyError;
+
+    fn try_from(raw: raw::RawUpstream) -> Result<Self, KeyError> {
+        upstream(raw)
+    }
+}
+
+fn upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
     let (host, port) = raw.address.rsplit_once(':').ok_or_else(|| {
         KeyError::new(
             "upstream.address",
@@ -314,7 +365,15 @@ fn validate_upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
     })
 }
 
-fn validate_token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyError> {
+impl TryFrom<InDir<'_, raw::RawToken>> for TokenConfig {
+    type Error = KeyError;
+
+    fn try_from(InDir { raw, dir }: InDir<'_, raw::RawToken>) -> Result<Self, KeyError> {
+        token(raw, dir)
+    }
+}
+
+fn token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyError> {
     if raw.sources.is_empty() {
         return Err(KeyError::new("token.sources", "needs at least one source"));
     }

@@ -14,7 +14,7 @@ use crate::path::{target_path, PublicPaths};
 use crate::revocation::RevocationSet;
 use crate::token::extract::{self, Strip};
 use crate::token::{KeyLoadError, TokenError, VerifiedToken, Verifier};
-pub use refusal::{error_body, Outcome, Refusal, RenderedRefusal};
+pub use refusal::{error_body, Forbidden, Outcome, Refusal, RenderedRefusal};
 
 /// Prefix of the paths the gateway serves itself.
 pub const RESERVED_PREFIX: &str = "/.sessiongate/";
@@ -64,7 +64,7 @@ impl Verdict {
             Decision::Reserved => None,
             Decision::Public(_) => Some(Outcome::Public),
             Decision::Allow(_) => Some(Outcome::Allowed),
-            Decision::Refuse(r) | Decision::Monitored(r) => Some(r.outcome()),
+            Decision::Refuse(r) | Decision::Monitored(r) => r.outcome(),
         }
     }
 
@@ -106,6 +106,7 @@ pub struct Enforcer {
     sources: Vec<TokenSource>,
     mode: Mode,
     fail_closed_after_ms: Option<i64>,
+    refuse_new_location: bool,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -128,6 +129,24 @@ impl Enforcer {
                 .enforcement
                 .fail_closed_after
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
+            refuse_new_location: config.sessions.refuse_new_location,
+        })
+    }
+
+    /// The rule decided once an allowed request's sighting is known (the
+    /// session registry holds where a session has been): a session seen
+    /// from a new country it has not confirmed is refused with
+    /// `sessions.refuse_new_location` set. `None`: forward as decided; in
+    /// monitor mode a [`Decision::Monitored`] verdict, forwarded under its
+    /// label.
+    pub fn after_sighting(&self, unconfirmed_new_location: bool) -> Option<Verdict> {
+        if !(self.refuse_new_location && unconfirmed_new_location) {
+            return None;
+        }
+        let verdict = Verdict::bare(Decision::Refuse(Refusal::NewLocation));
+        Some(match self.mode {
+            Mode::Enforce => verdict,
+            Mode::Monitor => verdict.monitored(),
         })
     }
 
@@ -255,344 +274,4 @@ impl Enforcer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::revocation::{Revoked, SessionRevocation, UserCutoff};
-    use http::{HeaderValue, StatusCode};
-    use serde_json::json;
-
-    const NOW: i64 = 1_800_000_000;
-    const SECRET: &str = "decision-table-secret-0123456789abcdef";
-
-    fn enforcer(mode: &str) -> Enforcer {
-        let toml = format!(
-            "[listen]\nproxy = \"127.0.0.1:1\"\n[upstream]\naddress = \"127.0.0.1:2\"\n\
-             [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
-             [enforcement]\nmode = \"{mode}\"\npublic_paths = [\"/pub\"]\nfail_closed_after_s = 5\n"
-        );
-        let dir = std::env::temp_dir();
-        let config = Config::from_toml(&toml, &dir.join("t.toml"), &dir).unwrap();
-        let revocations = Arc::new(RevocationSet::new());
-        revocations.apply_session(&SessionRevocation {
-            session_id: "revoked".into(),
-            revoked_at_ms: NOW * 1000,
-            expires_at: NOW + 3600,
-            reason: "lost".into(),
-            actor: "admin".into(),
-        });
-        revocations.apply_cutoff(&UserCutoff {
-            user_id: "bob".into(),
-            not_before: NOW - 10,
-            except: Some("kept".into()),
-            revoked_at_ms: NOW * 1000,
-            expires_at: NOW + 3600,
-            reason: String::new(),
-            actor: "admin".into(),
-        });
-        Enforcer::new(&config, revocations).unwrap()
-    }
-
-    fn token(claims: serde_json::Value) -> String {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap()
-    }
-
-    fn bearer(claims: serde_json::Value) -> Vec<(&'static str, String)> {
-        vec![("authorization", format!("Bearer {}", token(claims)))]
-    }
-
-    fn ok(sub: &str, sid: &str) -> serde_json::Value {
-        json!({"sub": sub, "sid": sid, "iat": NOW - 60, "exp": NOW + 600})
-    }
-
-    /// One row per rule: target, headers, store silence, the outcome in
-    /// enforce mode and whether anything is stripped.
-    #[test]
-    fn one_row_per_rule() {
-        struct Row {
-            rule: &'static str,
-            target: &'static str,
-            headers: Vec<(&'static str, String)>,
-            silent_ms: i64,
-            outcome: Option<Outcome>,
-            strips: bool,
-        }
-        let row = |rule, target, headers, silent_ms, outcome, strips| Row {
-            rule,
-            target,
-            headers,
-            silent_ms,
-            outcome,
-            strips,
-        };
-        let two = vec![
-            ("authorization", format!("Bearer {}", token(ok("a", "s")))),
-            ("authorization", "Bearer x".to_string()),
-        ];
-        let mut with_cookie = bearer(ok("a", "s"));
-        with_cookie.push(("cookie", "session=other; theme=dark".into()));
-        let control = bearer(json!({"sub": "a\u{1}", "sid": "s", "exp": NOW + 60}));
-        let rows = vec![
-            row(
-                "reserved prefix",
-                "/.sessiongate/sessions",
-                vec![],
-                0,
-                None,
-                false,
-            ),
-            row(
-                "public canonical",
-                "/pub/x",
-                vec![],
-                0,
-                Some(Outcome::Public),
-                false,
-            ),
-            row(
-                "public, revoked token stripped",
-                "/pub/x",
-                bearer(ok("a", "revoked")),
-                0,
-                Some(Outcome::Public),
-                true,
-            ),
-            row(
-                "non-canonical is not public",
-                "/pub/../x",
-                vec![],
-                0,
-                Some(Outcome::MissingToken),
-                false,
-            ),
-            row(
-                "absolute-form is not public",
-                "http://h/pub",
-                vec![],
-                0,
-                Some(Outcome::MissingToken),
-                false,
-            ),
-            row(
-                "missing token",
-                "/x",
-                vec![],
-                0,
-                Some(Outcome::MissingToken),
-                false,
-            ),
-            row(
-                "allowed",
-                "/x",
-                bearer(ok("a", "s")),
-                0,
-                Some(Outcome::Allowed),
-                false,
-            ),
-            row(
-                "other credential stripped",
-                "/x",
-                with_cookie,
-                0,
-                Some(Outcome::Allowed),
-                true,
-            ),
-            row(
-                "ambiguous credentials",
-                "/x",
-                two,
-                0,
-                Some(Outcome::InvalidRequest),
-                false,
-            ),
-            row(
-                "bad token",
-                "/x",
-                vec![("authorization", "Bearer a.b.c".into())],
-                0,
-                Some(Outcome::InvalidToken),
-                false,
-            ),
-            row(
-                "expired",
-                "/x",
-                bearer(json!({"sid": "s", "exp": NOW - 60})),
-                0,
-                Some(Outcome::TokenExpired),
-                false,
-            ),
-            row(
-                "unrepresentable identity",
-                "/x",
-                control,
-                0,
-                Some(Outcome::InvalidToken),
-                false,
-            ),
-            row(
-                "revoked session",
-                "/x",
-                bearer(ok("a", "revoked")),
-                0,
-                Some(Outcome::SessionRevoked),
-                false,
-            ),
-            row(
-                "user cutoff",
-                "/x",
-                bearer(json!({"sub": "bob", "sid": "b1", "iat": NOW - 60, "exp": NOW + 60})),
-                0,
-                Some(Outcome::SessionRevoked),
-                false,
-            ),
-            row(
-                "cutoff exemption",
-                "/x",
-                bearer(json!({"sub": "bob", "sid": "kept", "iat": NOW - 60, "exp": NOW + 60})),
-                0,
-                Some(Outcome::Allowed),
-                false,
-            ),
-            row(
-                "token after the cutoff",
-                "/x",
-                bearer(json!({"sub": "bob", "sid": "b2", "iat": NOW - 5, "exp": NOW + 60})),
-                0,
-                Some(Outcome::Allowed),
-                false,
-            ),
-            row(
-                "store silent: fail closed",
-                "/x",
-                bearer(ok("a", "s")),
-                5_001,
-                Some(Outcome::StoreUnavailable),
-                false,
-            ),
-            row(
-                "store silent within the limit",
-                "/x",
-                bearer(ok("a", "s")),
-                5_000,
-                Some(Outcome::Allowed),
-                false,
-            ),
-            row(
-                "fail closed on public paths too",
-                "/pub",
-                vec![],
-                5_001,
-                Some(Outcome::StoreUnavailable),
-                false,
-            ),
-        ];
-        let enforce = enforcer("enforce");
-        let monitor = enforcer("monitor");
-        for r in rows {
-            let mut headers = HeaderMap::new();
-            for (k, v) in &r.headers {
-                headers.append(*k, HeaderValue::from_str(v).unwrap());
-            }
-            let facts = Facts {
-                target: r.target.as_bytes(),
-                headers: &headers,
-                now_s: NOW,
-                store_silent_ms: r.silent_ms,
-            };
-            let v = enforce.decide(&facts);
-            assert_eq!(v.outcome(), r.outcome, "{}", r.rule);
-            assert_eq!(v.strip.is_some(), r.strips, "{}: strip", r.rule);
-            assert_eq!(v.monitor_label, None, "{}", r.rule);
-            let refused = matches!(v.decision, Decision::Refuse(_));
-            assert_eq!(
-                refused,
-                !matches!(
-                    r.outcome,
-                    None | Some(Outcome::Public) | Some(Outcome::Allowed)
-                ),
-                "{}",
-                r.rule
-            );
-            // Monitor mode: the same outcome, nothing refused or stripped,
-            // the label for the app.
-            let m = monitor.decide(&facts);
-            assert_eq!(m.outcome(), r.outcome, "monitor: {}", r.rule);
-            assert!(
-                !matches!(m.decision, Decision::Refuse(_)),
-                "monitor refused: {}",
-                r.rule
-            );
-            assert_eq!(
-                m.strip.is_some(),
-                r.strips,
-                "monitor strips as enforce does: {}",
-                r.rule
-            );
-            assert_eq!(
-                m.monitor_label,
-                r.outcome.map(Outcome::label),
-                "monitor: {}",
-                r.rule
-            );
-        }
-    }
-
-    #[test]
-    fn self_service_is_held_to_the_same_rules() {
-        let e = enforcer("monitor");
-        let mut h = HeaderMap::new();
-        let control = token(json!({"sub": "a\u{1}", "sid": "s", "exp": NOW + 60}));
-        h.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {control}")).unwrap(),
-        );
-        assert_eq!(
-            e.authenticate(&h, NOW, 0),
-            Err(Refusal::InvalidToken(TokenError::Malformed)),
-            "unrepresentable"
-        );
-        let good = token(ok("a", "s"));
-        h.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {good}")).unwrap(),
-        );
-        assert!(e.authenticate(&h, NOW, 0).is_ok());
-        assert_eq!(
-            e.authenticate(&h, NOW, 9_000),
-            Err(Refusal::StoreUnavailable)
-        );
-    }
-
-    #[test]
-    fn refusal_headers_follow_rfc6750() {
-        assert_eq!(
-            Refusal::MissingToken.www_authenticate(),
-            r#"Bearer realm="sessiongate""#
-        );
-        let v = Refusal::Expired.www_authenticate();
-        assert!(v.to_str().unwrap().contains(r#"error="invalid_token""#));
-        let r = Refusal::Revoked(Revoked {
-            revoked_at_ms: 0,
-            reason: Arc::from("stolen \"laptop\""),
-        });
-        let body: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
-        assert_eq!(body["error"], "session_revoked");
-        assert_eq!(body["reason"], "stolen \"laptop\"");
-        assert_eq!(body["revoked_at"], "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn browsers_are_redirected_when_login_url_is_set() {
-        let login = HeaderValue::from_static("https://app.example/login");
-        let r = Refusal::MissingToken.render(Some(&login), true);
-        assert_eq!(r.status, StatusCode::FOUND);
-        let r = Refusal::MissingToken.render(Some(&login), false);
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        let r = Refusal::MissingToken.render(None, true);
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    }
-}
+mod tests;

@@ -1,5 +1,8 @@
-//! Every refusal the proxy sends, typed once ([`Refusal`]) and mapped in
-//! one place to status, headers, body and metric label ([`Outcome`]).
+//! Every refusal the gateway sends, typed once ([`Refusal`]) and mapped in
+//! one place to status, headers, body, log field and metric label
+//! ([`Outcome`]).
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -65,10 +68,16 @@ impl Outcome {
     }
 }
 
-/// Why a request is refused. One place ([`Refusal::render`]) turns it into
-/// status, headers and body; [`Refusal::outcome`] gives its metric label.
-/// Each 401 below is a 302 to `enforcement.login_url` instead when one is set
-/// and the client asks for HTML.
+/// Why the gateway refuses a request: the request path's refusals (a
+/// token's check, the store's state, ambiguous credentials), the transport's
+/// (a body too large, an upstream down) and the errors of the gateway's own
+/// endpoints (admin API, self-service). One place ([`Refusal::render`])
+/// turns each into status, headers and body; [`Refusal::code`] is its
+/// `error` code and log field, [`Refusal::outcome`] its label in
+/// `sessiongate_requests_total` (request-path refusals only; the admin API
+/// counts by status). Each 401 of the request path is a 302 to
+/// `enforcement.login_url` instead when one is set and the client asks for
+/// HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No configured source carried a token: 401 with a bare `Bearer`
@@ -83,32 +92,71 @@ pub enum Refusal {
     /// it, or without `iat`): 401 `session_revoked`, with when and why.
     Revoked(Revoked),
     /// Seen from a new country; refused until the user confirms it
-    /// (`sessions.refuse_new_location`).
+    /// (`sessions.refuse_new_location`): 403 `new_location`.
     NewLocation,
     /// The store has been unreachable longer than
     /// `enforcement.fail_closed_after_s`: revocation state may be stale.
+    /// 503 `store_unavailable` with `Retry-After`.
     StoreUnavailable,
     /// The request's credentials are ambiguous (two `Authorization`
-    /// headers, conflicting credential cookies): 400.
+    /// headers, conflicting credential cookies): 400 `invalid_request`.
     InvalidRequest(CredentialError),
+    /// A body over the limit of the endpoint (its bytes named): 413
+    /// `payload_too_large`; the connection is not reused.
+    PayloadTooLarge(usize),
+    /// The upstream could not be reached: 502 `upstream_unavailable`.
+    UpstreamUnavailable,
+    /// A write the store did not acknowledge, or a read it could not
+    /// answer: 503 `store_unavailable` with the store's error. Nothing was
+    /// acknowledged.
+    StoreFailed(String),
+    /// The admin API without its bearer token, or with a wrong one: 401
+    /// `unauthorized` with `WWW-Authenticate: Bearer realm="sessiongate-admin"`.
+    AdminUnauthorized,
+    /// A token-less admin listener asked for another host: 421
+    /// `misdirected_request`.
+    MisdirectedRequest,
+    /// Malformed input to the admin API (what is wrong named): 400
+    /// `bad_request`.
+    BadRequest(String),
+    /// No such endpoint, session or page: 404 `not_found`.
+    NotFound(Cow<'static, str>),
+    /// A method the endpoint does not take: 405 `method_not_allowed`, with
+    /// `Allow` listing those it does.
+    MethodNotAllowed(&'static str),
+    /// A self-service action the session may not take: 403.
+    Forbidden(Forbidden),
+}
+
+/// Why a self-service action is refused to an authenticated session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forbidden {
+    /// The session's token names no user, so it has no list of sessions.
+    NoUser,
+    /// The CSRF token was missing, stale or from another session.
+    CsrfTokenInvalid,
+    /// A new location is confirmed from one of the user's other sessions.
+    ConfirmFromAnotherSession,
 }
 
 /// A refusal ready to be written: status, extra headers, JSON body.
 #[derive(Debug, Clone)]
 pub struct RenderedRefusal {
-    /// 401, 302 (login redirect), 400, 403 or 503.
+    /// The status of [`Refusal::status`], or 302 for a login redirect.
     pub status: StatusCode,
     /// Headers besides `Content-Type` and `Content-Length` (which the writer
-    /// adds): `WWW-Authenticate`, `Location`, `Cache-Control`, `Retry-After`.
+    /// adds): `WWW-Authenticate`, `Location`, `Cache-Control`, `Retry-After`,
+    /// `Allow`.
     pub headers: Vec<(http::HeaderName, HeaderValue)>,
     /// The JSON body ([`Refusal::body`]).
     pub body: Bytes,
 }
 
 impl Refusal {
-    /// Its label in `sessiongate_requests_total`.
-    pub fn outcome(&self) -> Outcome {
-        match self {
+    /// Its label in `sessiongate_requests_total`: `None` for the errors of
+    /// the gateway's own endpoints and the transport, counted elsewhere.
+    pub fn outcome(&self) -> Option<Outcome> {
+        Some(match self {
             Refusal::MissingToken => Outcome::MissingToken,
             Refusal::InvalidToken(_) => Outcome::InvalidToken,
             Refusal::Expired => Outcome::TokenExpired,
@@ -116,16 +164,55 @@ impl Refusal {
             Refusal::NewLocation => Outcome::NewLocation,
             Refusal::StoreUnavailable => Outcome::StoreUnavailable,
             Refusal::InvalidRequest(_) => Outcome::InvalidRequest,
+            _ => return None,
+        })
+    }
+
+    /// The `error` code of the JSON body, also the log field.
+    pub fn code(&self) -> &'static str {
+        if let Some(o) = self.outcome() {
+            return o.label();
+        }
+        match self {
+            Refusal::PayloadTooLarge(_) => "payload_too_large",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::StoreFailed(_) => "store_unavailable",
+            Refusal::AdminUnauthorized => "unauthorized",
+            Refusal::MisdirectedRequest => "misdirected_request",
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::NotFound(_) => "not_found",
+            Refusal::MethodNotAllowed(_) => "method_not_allowed",
+            Refusal::Forbidden(Forbidden::NoUser) => "no_user",
+            Refusal::Forbidden(Forbidden::CsrfTokenInvalid) => "csrf_token_invalid",
+            Refusal::Forbidden(Forbidden::ConfirmFromAnotherSession) => {
+                "confirm_from_another_session"
+            }
+            _ => "invalid_request",
         }
     }
 
-    /// The `error` code of the JSON body.
-    pub fn code(&self) -> &'static str {
-        self.outcome().label()
+    /// Its status (before a login redirect).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::MissingToken
+            | Refusal::InvalidToken(_)
+            | Refusal::Expired
+            | Refusal::Revoked(_)
+            | Refusal::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::NewLocation | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::StoreUnavailable | Refusal::StoreFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::InvalidRequest(_) | Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Refusal::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
     }
 
-    fn description(&self) -> &'static str {
-        match self {
+    /// What went wrong, in words for a person (`error_description`).
+    pub fn description(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Refusal::MissingToken => "no session token",
             Refusal::InvalidToken(e) => e.description(),
             Refusal::Expired => TokenError::Expired.description(),
@@ -135,109 +222,106 @@ impl Refusal {
             }
             Refusal::StoreUnavailable => "session state is unavailable; try again later",
             Refusal::InvalidRequest(e) => e.description(),
-        }
-    }
-
-    /// `WWW-Authenticate` per RFC 6750: a bare challenge without a token,
-    /// `error="invalid_token"` with a description otherwise.
-    pub fn www_authenticate(&self) -> HeaderValue {
-        match self {
-            Refusal::MissingToken => HeaderValue::from_static(r#"Bearer realm="sessiongate""#),
-            other => {
-                let error = match other {
-                    Refusal::InvalidRequest(_) => "invalid_request",
-                    _ => "invalid_token",
-                };
-                let v = format!(
-                    r#"Bearer realm="sessiongate", error="{error}", error_description="{}""#,
-                    other.description()
-                );
-                HeaderValue::from_str(&v).unwrap_or_else(|_| {
-                    HeaderValue::from_static(r#"Bearer realm="sessiongate", error="invalid_token""#)
-                })
+            Refusal::PayloadTooLarge(limit) => {
+                return Cow::Owned(format!("request bodies are limited to {limit} bytes"))
             }
-        }
+            Refusal::UpstreamUnavailable => "the application could not be reached",
+            Refusal::StoreFailed(e) => return Cow::Owned(format!("the store failed: {e}")),
+            Refusal::AdminUnauthorized => "missing or wrong admin token",
+            Refusal::MisdirectedRequest => {
+                "without an admin token, only requests to localhost or a loopback address \
+                 are answered"
+            }
+            Refusal::BadRequest(e) => return Cow::Owned(e.clone()),
+            Refusal::NotFound(what) => return what.clone(),
+            Refusal::MethodNotAllowed(allow) => return Cow::Owned(format!("allowed: {allow}")),
+            Refusal::Forbidden(Forbidden::NoUser) => {
+                "this session has no user id, so it has no list of sessions"
+            }
+            Refusal::Forbidden(Forbidden::CsrfTokenInvalid) => {
+                "the form was stale or did not come from this page; reload the page and try again"
+            }
+            Refusal::Forbidden(Forbidden::ConfirmFromAnotherSession) => {
+                "a new location is confirmed from one of your other sessions"
+            }
+        })
     }
 
-    /// The JSON body: `{"error": code, ...}`; `session_revoked` adds
-    /// `revoked_at` and `reason`.
-    pub fn body(&self) -> Bytes {
-        let value = match self {
-            Refusal::MissingToken => json!({"error": self.code()}),
-            Refusal::Revoked(r) => json!({
-                "error": self.code(),
-                "error_description": self.description(),
-                "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
-                "reason": (!r.reason.is_empty()).then_some(&*r.reason),
-            }),
-            _ => return error_body(self.code(), Some(self.description())),
+    /// `WWW-Authenticate` per RFC 6750 for the request path's 401 and 400:
+    /// a bare challenge without a token, `error="invalid_token"` (or
+    /// `invalid_request`) with a description otherwise; the admin realm for
+    /// the admin API; `None` for the rest.
+    pub fn www_authenticate(&self) -> Option<HeaderValue> {
+        let error = match self {
+            Refusal::MissingToken => {
+                return Some(HeaderValue::from_static(r#"Bearer realm="sessiongate""#))
+            }
+            Refusal::AdminUnauthorized => {
+                return Some(HeaderValue::from_static(
+                    r#"Bearer realm="sessiongate-admin""#,
+                ))
+            }
+            Refusal::InvalidRequest(_) => "invalid_request",
+            Refusal::InvalidToken(_) | Refusal::Expired | Refusal::Revoked(_) => "invalid_token",
+            _ => return None,
         };
-        Bytes::from(value.to_string())
+        let v = format!(
+            r#"Bearer realm="sessiongate", error="{error}", error_description="{}""#,
+            self.description()
+        );
+        Some(HeaderValue::from_str(&v).unwrap_or_else(|_| {
+            HeaderValue::from_static(r#"Bearer realm="sessiongate", error="invalid_token""#)
+        }))
+    }
+
+    /// The JSON body: `{"error": code, "error_description": ...}`
+    /// (`missing_token` and `upstream_unavailable` bare); `session_revoked`
+    /// adds `revoked_at` and `reason`.
+    pub fn body(&self) -> Bytes {
+        match self {
+            // Bare, as section 3.1 of RFC 6750 and the 502 of the contract.
+            Refusal::MissingToken | Refusal::UpstreamUnavailable => error_body(self.code(), None),
+            Refusal::Revoked(r) => Bytes::from(
+                json!({
+                    "error": self.code(),
+                    "error_description": self.description(),
+                    "revoked_at": clock::rfc3339_ms(r.revoked_at_ms),
+                    "reason": (!r.reason.is_empty()).then_some(&*r.reason),
+                })
+                .to_string(),
+            ),
+            _ => error_body(self.code(), Some(&self.description())),
+        }
     }
 
     /// Status, headers and body. With `login_url` set and a browser asking
-    /// for HTML, a 302 to the login page instead of a 401.
+    /// for HTML, a request-path 401 is a 302 to the login page instead.
     pub fn render(&self, login_url: Option<&HeaderValue>, wants_html: bool) -> RenderedRefusal {
-        if *self == Refusal::StoreUnavailable {
-            return RenderedRefusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                headers: vec![
-                    (
-                        http::header::CACHE_CONTROL,
-                        HeaderValue::from_static("no-store"),
-                    ),
-                    (http::header::RETRY_AFTER, HeaderValue::from_static("1")),
-                ],
-                body: self.body(),
-            };
+        let mut status = self.status();
+        let mut headers = vec![(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )];
+        match (login_url, wants_html, self.www_authenticate()) {
+            (Some(location), true, Some(_)) if self.outcome().is_some() && status == 401 => {
+                status = StatusCode::FOUND;
+                headers.push((http::header::LOCATION, location.clone()));
+            }
+            (_, _, Some(challenge)) => headers.push((http::header::WWW_AUTHENTICATE, challenge)),
+            _ => {}
         }
-        if *self == Refusal::NewLocation {
-            // Signing in again does not help: 403, no challenge.
-            return RenderedRefusal {
-                status: StatusCode::FORBIDDEN,
-                headers: vec![(
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                )],
-                body: self.body(),
-            };
-        }
-        if let Refusal::InvalidRequest(_) = self {
-            // Signing in again does not help a malformed request either.
-            return RenderedRefusal {
-                status: StatusCode::BAD_REQUEST,
-                headers: vec![
-                    (http::header::WWW_AUTHENTICATE, self.www_authenticate()),
-                    (
-                        http::header::CACHE_CONTROL,
-                        HeaderValue::from_static("no-store"),
-                    ),
-                ],
-                body: self.body(),
-            };
-        }
-        if let (Some(location), true) = (login_url, wants_html) {
-            return RenderedRefusal {
-                status: StatusCode::FOUND,
-                headers: vec![
-                    (http::header::LOCATION, location.clone()),
-                    (
-                        http::header::CACHE_CONTROL,
-                        HeaderValue::from_static("no-store"),
-                    ),
-                ],
-                body: self.body(),
-            };
+        match self {
+            Refusal::StoreUnavailable | Refusal::StoreFailed(_) => {
+                headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")))
+            }
+            Refusal::MethodNotAllowed(allow) => {
+                headers.push((http::header::ALLOW, HeaderValue::from_static(allow)))
+            }
+            _ => {}
         }
         RenderedRefusal {
-            status: StatusCode::UNAUTHORIZED,
-            headers: vec![
-                (http::header::WWW_AUTHENTICATE, self.www_authenticate()),
-                (
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ),
-            ],
+            status,
+            headers,
             body: self.body(),
         }
     }
@@ -252,4 +336,207 @@ pub fn error_body(code: &str, description: Option<&str>) -> Bytes {
         None => json!({"error": code}),
     };
     Bytes::from(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::extract::CredentialError;
+
+    /// One row per refusal: status, code, challenge, extra header, whether
+    /// a browser is sent to the login page instead.
+    #[test]
+    fn every_refusal_is_mapped_once() {
+        let login = HeaderValue::from_static("https://app.example/login");
+        type Row = (
+            Refusal,
+            u16,
+            &'static str,
+            Option<&'static str>,
+            Option<&'static str>,
+            bool,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                Refusal::MissingToken,
+                401,
+                "missing_token",
+                Some("realm=\"sessiongate\""),
+                None,
+                true,
+            ),
+            (
+                Refusal::InvalidToken(TokenError::BadSignature),
+                401,
+                "invalid_token",
+                Some("error=\"invalid_token\""),
+                None,
+                true,
+            ),
+            (
+                Refusal::Expired,
+                401,
+                "token_expired",
+                Some("error=\"invalid_token\""),
+                None,
+                true,
+            ),
+            (
+                Refusal::Revoked(Revoked {
+                    revoked_at_ms: 0,
+                    reason: "".into(),
+                }),
+                401,
+                "session_revoked",
+                Some("error=\"invalid_token\""),
+                None,
+                true,
+            ),
+            (Refusal::NewLocation, 403, "new_location", None, None, false),
+            (
+                Refusal::StoreUnavailable,
+                503,
+                "store_unavailable",
+                None,
+                Some("retry-after"),
+                false,
+            ),
+            (
+                Refusal::InvalidRequest(CredentialError::DuplicateAuthorization),
+                400,
+                "invalid_request",
+                Some("error=\"invalid_request\""),
+                None,
+                false,
+            ),
+            (
+                Refusal::PayloadTooLarge(16),
+                413,
+                "payload_too_large",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::UpstreamUnavailable,
+                502,
+                "upstream_unavailable",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::StoreFailed("down".into()),
+                503,
+                "store_unavailable",
+                None,
+                Some("retry-after"),
+                false,
+            ),
+            (
+                Refusal::AdminUnauthorized,
+                401,
+                "unauthorized",
+                Some("realm=\"sessiongate-admin\""),
+                None,
+                false,
+            ),
+            (
+                Refusal::MisdirectedRequest,
+                421,
+                "misdirected_request",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::BadRequest("limit must be 1 to 1000".into()),
+                400,
+                "bad_request",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::NotFound("no such endpoint".into()),
+                404,
+                "not_found",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::MethodNotAllowed("GET, HEAD"),
+                405,
+                "method_not_allowed",
+                None,
+                Some("allow"),
+                false,
+            ),
+            (
+                Refusal::Forbidden(Forbidden::NoUser),
+                403,
+                "no_user",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::Forbidden(Forbidden::CsrfTokenInvalid),
+                403,
+                "csrf_token_invalid",
+                None,
+                None,
+                false,
+            ),
+            (
+                Refusal::Forbidden(Forbidden::ConfirmFromAnotherSession),
+                403,
+                "confirm_from_another_session",
+                None,
+                None,
+                false,
+            ),
+        ];
+        for (refusal, status, code, challenge, extra, redirects) in rows {
+            let r = refusal.render(None, false);
+            assert_eq!(r.status.as_u16(), status, "{refusal:?}");
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["error"], code, "{refusal:?}");
+            assert_eq!(refusal.code(), code, "{refusal:?}");
+            assert_eq!(
+                refusal
+                    .outcome()
+                    .map(Outcome::label)
+                    .is_some_and(|l| l == code),
+                refusal.outcome().is_some()
+            );
+            let h = |name: http::HeaderName| {
+                r.headers
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_str().unwrap().to_string())
+            };
+            match challenge {
+                Some(c) => assert!(
+                    h(http::header::WWW_AUTHENTICATE).unwrap().contains(c),
+                    "{refusal:?}"
+                ),
+                None => assert_eq!(h(http::header::WWW_AUTHENTICATE), None, "{refusal:?}"),
+            }
+            if let Some(extra) = extra {
+                assert!(
+                    h(http::HeaderName::from_static(extra)).is_some(),
+                    "{refusal:?}"
+                );
+            }
+            assert_eq!(h(http::header::CACHE_CONTROL).as_deref(), Some("no-store"));
+            let browser = refusal.render(Some(&login), true);
+            assert_eq!(
+                browser.status == StatusCode::FOUND,
+                redirects,
+                "{refusal:?}"
+            );
+        }
+    }
 }

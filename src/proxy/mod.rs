@@ -20,9 +20,7 @@ use crate::client_ip::TrustedProxies;
 use crate::clock;
 use crate::closer::{self, ConnectionRegistry};
 use crate::config::{Config, Mode};
-use crate::enforcement::{
-    error_body, Decision, Enforcer, Facts, Outcome, Refusal, RenderedRefusal,
-};
+use crate::enforcement::{Decision, Enforcer, Facts, Outcome, Refusal, RenderedRefusal};
 use crate::metrics::Metrics;
 use crate::sessions::{SessionRegistry, Sighting};
 use crate::store::Health;
@@ -172,7 +170,7 @@ impl Proxy {
         now_ms: i64,
     ) -> Result<bool> {
         if let Some(refusal) = self.attach(ctx.conn.as_ref(), &token) {
-            ctx.outcome = Some(refusal.outcome());
+            ctx.outcome = refusal.outcome();
             self.refuse(session, &refusal).await?;
             return Ok(true);
         }
@@ -198,10 +196,17 @@ impl Proxy {
         if let Some(entry) = seen.new_location {
             self.self_service.authority().record_later(entry);
         }
-        if seen.unconfirmed_new_location {
-            ctx.outcome = Some(Outcome::NewLocation);
-            self.refuse(session, &Refusal::NewLocation).await?;
-            return Ok(true);
+        if let Some(verdict) = self.enforcer.after_sighting(seen.unconfirmed_new_location) {
+            ctx.outcome = verdict.outcome();
+            if let Some(label) = verdict.monitor_label {
+                session
+                    .req_header_mut()
+                    .insert_header(X_SESSIONGATE_DECISION, label)?;
+            }
+            if let Decision::Refuse(r) = verdict.decision {
+                self.refuse(session, &r).await?;
+                return Ok(true);
+            }
         }
         let req = session.req_header_mut();
         if let Some(geo) = &seen.geo {
@@ -275,18 +280,11 @@ impl Proxy {
         let client_ip = self.client_ip(session);
         let resp = if too_large {
             session.set_keepalive(None);
-            selfservice::Response {
-                status: http::StatusCode::PAYLOAD_TOO_LARGE,
-                headers: vec![(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body: error_body(
-                    "payload_too_large",
-                    Some("request bodies to the gateway's own pages are limited to 16 KiB"),
-                ),
-                outcome: None,
-            }
+            selfservice::Response::refused(
+                &Refusal::PayloadTooLarge(MAX_SELF_SERVICE_BODY),
+                None,
+                None,
+            )
         } else {
             let req = session.req_header();
             let now_ms = clock::now_ms();
@@ -355,13 +353,20 @@ fn is_websocket_upgrade(req: &pingora::http::RequestHeader) -> bool {
         })
 }
 
-async fn write_json(session: &mut Session, r: RenderedRefusal) -> Result<()> {
-    let mut resp = ResponseHeader::build(r.status, Some(4 + r.headers.len()))?;
+/// The response header of a rendered refusal: its status and headers, a
+/// JSON content type and the body's length.
+fn json_header(r: &RenderedRefusal) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(r.status, Some(2 + r.headers.len()))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
-    for (name, value) in r.headers {
-        resp.insert_header(name, value)?;
+    for (name, value) in &r.headers {
+        resp.insert_header(name.clone(), value.clone())?;
     }
+    Ok(resp)
+}
+
+async fn write_json(session: &mut Session, r: RenderedRefusal) -> Result<()> {
+    let resp = json_header(&r)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(r.body), true).await
 }
@@ -517,14 +522,11 @@ impl ProxyHttp for Proxy {
             },
         };
         if code == 502 {
-            let body = error_body("upstream_unavailable", None);
-            if let Ok(mut resp) = ResponseHeader::build(502, Some(3)) {
-                let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
-                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-                let _ = resp.insert_header(http::header::CACHE_CONTROL, "no-store");
+            let rendered = Refusal::UpstreamUnavailable.render(None, false);
+            if let Ok(resp) = json_header(&rendered) {
                 let _ = session
                     .as_downstream_mut()
-                    .write_error_response(resp, body)
+                    .write_error_response(resp, rendered.body)
                     .await;
             }
         } else if code > 0 {

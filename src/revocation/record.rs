@@ -3,14 +3,16 @@
 //! ([`Retention`]). The rule "the later cutoff wins" is
 //! [`UserCutoff::supersedes`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock;
 
 /// One revoked session, as stored durably and listed by the admin API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised as a store writes it: the id is the record's key, not a field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRevocation {
     /// The revoked session id (the token's session claim).
+    #[serde(default, skip_serializing)]
     pub session_id: String,
     /// When it was revoked (UNIX milliseconds).
     pub revoked_at_ms: i64,
@@ -24,9 +26,11 @@ pub struct SessionRevocation {
 
 /// A per-user cutoff: tokens of `user_id` issued before `not_before` are
 /// refused, except those of session `except`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised as a store writes it: the user is the record's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCutoff {
     /// The user (the token's user claim) whose sessions are cut off.
+    #[serde(default, skip_serializing)]
     pub user_id: String,
     /// UNIX seconds; a token is refused when `iat < not_before`.
     pub not_before: i64,

@@ -11,33 +11,25 @@ use crate::clock;
 use crate::geoip::Geo;
 use crate::revocation::Revoked;
 
-/// A session as the pages and the admin API show it.
+/// A session as the pages and the admin API show it: its record (ids,
+/// address, times, counts, flags; read through `Deref`), its location and
+/// its parsed device.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
-    /// The session id (the token's session claim).
-    pub session_id: String,
-    /// The user (the token's user claim), when the token names one.
-    pub user_id: Option<String>,
-    /// Client address of the session's latest tracked request.
-    pub ip: String,
-    /// Approximate location of `ip`, when the database knows it.
+    /// The session as stored.
+    pub record: SessionRecord,
+    /// Approximate location of the record's `ip`, when the database knows it.
     pub geo: Option<Arc<Geo>>,
     /// The device parsed from the session's User-Agent.
     pub device: Arc<Device>,
-    /// First request seen (UNIX milliseconds).
-    pub first_seen_ms: i64,
-    /// Latest request seen (UNIX milliseconds).
-    pub last_seen_ms: i64,
-    /// Allowed requests counted for the session.
-    pub requests: u64,
-    /// The latest token's `iat` (UNIX seconds), when it had one.
-    pub iat: Option<i64>,
-    /// The latest token's `exp` (UNIX seconds), when it had one.
-    pub exp: Option<i64>,
-    /// Appeared from a country none of the user's recent sessions came from.
-    pub new_location: bool,
-    /// The user confirmed that new location from another session.
-    pub confirmed: bool,
+}
+
+impl std::ops::Deref for SessionInfo {
+    type Target = SessionRecord;
+
+    fn deref(&self) -> &SessionRecord {
+        &self.record
+    }
 }
 
 impl SessionInfo {
@@ -73,21 +65,18 @@ impl SessionInfo {
     }
 
     pub(super) fn from_record(r: SessionRecord) -> SessionInfo {
-        let geo = (r.country.is_some() || r.city.is_some() || r.latitude.is_some())
-            .then(|| Arc::new(Geo::from_parts(r.country, r.city, r.latitude, r.longitude)));
+        let geo = (r.country.is_some() || r.city.is_some() || r.latitude.is_some()).then(|| {
+            Arc::new(Geo::from_parts(
+                r.country.clone(),
+                r.city.clone(),
+                r.latitude,
+                r.longitude,
+            ))
+        });
         SessionInfo {
             device: Arc::new(Device::parse(&r.user_agent)),
-            session_id: r.session_id,
-            user_id: r.user_id,
-            ip: r.ip,
             geo,
-            first_seen_ms: r.first_seen_ms,
-            last_seen_ms: r.last_seen_ms,
-            requests: r.requests,
-            iat: r.iat,
-            exp: r.exp,
-            new_location: r.new_location,
-            confirmed: r.confirmed,
+            record: r,
         }
     }
 }
@@ -100,12 +89,20 @@ pub fn merge(stored: Vec<SessionRecord>, live: Vec<SessionInfo>) -> Vec<SessionI
         .map(|r| (r.session_id.clone(), SessionInfo::from_record(r)))
         .collect();
     for s in live {
-        match by_id.get(&s.session_id) {
-            Some(old) if old.last_seen_ms > s.last_seen_ms => {}
-            _ => {
-                by_id.insert(s.session_id.clone(), s);
-            }
-        }
+        // One rule for two views of a session (SessionRecord::merged); the
+        // location and device come with the later sighting.
+        let merged = match by_id.remove(&s.session_id) {
+            Some(old) if old.last_seen_ms > s.last_seen_ms => SessionInfo {
+                record: old.record.merged(&s.record),
+                ..old
+            },
+            Some(old) => SessionInfo {
+                record: old.record.merged(&s.record),
+                ..s
+            },
+            None => s,
+        };
+        by_id.insert(merged.session_id.clone(), merged);
     }
     let mut all: Vec<SessionInfo> = by_id.into_values().collect();
     all.sort_by(|a, b| {

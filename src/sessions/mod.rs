@@ -89,18 +89,9 @@ struct Entry {
 impl Entry {
     fn info(&self) -> SessionInfo {
         SessionInfo {
-            session_id: self.session_id.to_string(),
-            user_id: self.user.as_deref().map(String::from),
-            ip: self.ip.to_string(),
+            record: self.record(),
             geo: self.geo.clone(),
             device: self.device.clone(),
-            first_seen_ms: self.first_seen_ms,
-            last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-            iat: self.iat,
-            exp: self.exp,
-            new_location: self.new_location,
-            confirmed: self.confirmed,
         }
     }
 
@@ -134,9 +125,6 @@ pub struct RegistryLimits {
     /// `sessions.idle_ttl_s`, in milliseconds: sessions idle longer are
     /// forgotten by [`SessionRegistry::purge`].
     pub idle_ttl_ms: i64,
-    /// `sessions.refuse_new_location`: report an unconfirmed new location
-    /// in [`Observation::unconfirmed_new_location`] so it is refused.
-    pub refuse_new_location: bool,
 }
 
 /// Live sessions, by id and by user.
@@ -207,9 +195,7 @@ impl SessionRegistry {
                 self.mark_dirty(s.session_key, &e);
                 return Observation {
                     geo: e.geo.clone(),
-                    unconfirmed_new_location: self.limits.refuse_new_location
-                        && e.new_location
-                        && !e.confirmed,
+                    unconfirmed_new_location: e.new_location && !e.confirmed,
                     new_location: None,
                 };
             }
@@ -314,7 +300,7 @@ impl SessionRegistry {
         });
         Observation {
             geo,
-            unconfirmed_new_location: self.limits.refuse_new_location && new_location && !confirmed,
+            unconfirmed_new_location: new_location && !confirmed,
             new_location: audit,
         }
     }

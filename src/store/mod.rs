@@ -191,8 +191,13 @@ pub trait RevocationLog: Send + Sync + 'static {
     /// waiting up to `wait` for some to arrive.
     async fn changes_since(&self, cursor: &str, wait: Duration) -> Result<Changes, StoreError>;
 
-    /// The `limit` most recent revocations, newest first.
-    async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError>;
+    /// The `limit` most recent revocations still in force at `now_s`,
+    /// newest first.
+    async fn recent_revocations(
+        &self,
+        limit: usize,
+        now_s: i64,
+    ) -> Result<Vec<Revocation>, StoreError>;
 
     /// Revokes many sessions at once (`sessiongate import`), each with its
     /// audit entry; answers how many were new. The default takes them one by

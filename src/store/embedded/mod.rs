@@ -16,7 +16,6 @@ use super::{
     USER_SESSIONS_MAX,
 };
 use crate::audit::{Action, AuditEntry};
-use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
 
 mod rows;
@@ -183,7 +182,7 @@ impl RevocationLog for Embedded {
                     "SELECT {REVOCATION_COLUMNS} FROM revocations
                      WHERE kind = 'user' AND target = ?1 AND expires_at > ?2 ORDER BY seq"
                 ))?;
-                let rows = stmt.query_map(params![c.user_id, clock::now_s()], row_to_revocation)?;
+                let rows = stmt.query_map(params![c.user_id, c.revoked_at_ms.div_euclid(1000)], row_to_revocation)?;
                 let mut best: Option<UserCutoff> = None;
                 for row in rows {
                     if let (_, Some(Revocation::User(u))) = row? {
@@ -276,9 +275,12 @@ impl RevocationLog for Embedded {
         }
     }
 
-    async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError> {
+    async fn recent_revocations(
+        &self,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<Revocation>, StoreError> {
         self.with_reader(move |conn| {
-            let now = clock::now_s();
             let (list, _) = query_revocations(
                 conn,
                 &format!(

@@ -2,61 +2,31 @@
 //! in Redis (JSON values and stream fields), and read back.
 
 use redis::Value;
-use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEntry;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
 use crate::store::StoreError;
 
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredSession {
-    pub(super) revoked_at_ms: i64,
-    pub(super) expires_at: i64,
-    pub(super) reason: String,
-    pub(super) actor: String,
+/// A session revocation's JSON value (its id is the key).
+pub(super) fn session_json(r: &SessionRevocation) -> Result<String, StoreError> {
+    serde_json::to_string(r).map_err(|e| StoreError(e.to_string()))
 }
 
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredCutoff {
-    pub(super) not_before: i64,
-    pub(super) except: Option<String>,
-    pub(super) revoked_at_ms: i64,
-    pub(super) expires_at: i64,
-    pub(super) reason: String,
-    pub(super) actor: String,
-}
-
-pub(super) fn session_key_of(r: &SessionRevocation) -> StoredSession {
-    StoredSession {
-        revoked_at_ms: r.revoked_at_ms,
-        expires_at: r.expires_at,
-        reason: r.reason.clone(),
-        actor: r.actor.clone(),
-    }
+/// A cutoff's JSON value (its user is the key).
+pub(super) fn cutoff_json(c: &UserCutoff) -> Result<String, StoreError> {
+    serde_json::to_string(c).map_err(|e| StoreError(e.to_string()))
 }
 
 pub(super) fn parse_session(sid: &str, json: &str) -> Option<SessionRevocation> {
-    let s: StoredSession = serde_json::from_str(json).ok()?;
-    Some(SessionRevocation {
-        session_id: sid.to_string(),
-        revoked_at_ms: s.revoked_at_ms,
-        expires_at: s.expires_at,
-        reason: s.reason,
-        actor: s.actor,
-    })
+    let mut r: SessionRevocation = serde_json::from_str(json).ok()?;
+    r.session_id = sid.to_string();
+    Some(r)
 }
 
 pub(super) fn parse_cutoff(user: &str, json: &str) -> Option<UserCutoff> {
-    let c: StoredCutoff = serde_json::from_str(json).ok()?;
-    Some(UserCutoff {
-        user_id: user.to_string(),
-        not_before: c.not_before,
-        except: c.except,
-        revoked_at_ms: c.revoked_at_ms,
-        expires_at: c.expires_at,
-        reason: c.reason,
-        actor: c.actor,
-    })
+    let mut c: UserCutoff = serde_json::from_str(json).ok()?;
+    c.user_id = user.to_string();
+    Some(c)
 }
 
 /// `ms-seq` stream ids compare as pairs of integers.
@@ -101,24 +71,10 @@ pub(super) fn revocation_from_entry(fields: &[(String, String)]) -> Option<Revoc
     }
 }
 
-#[derive(Serialize, Deserialize)]
-pub(super) struct StoredAudit {
-    pub(super) at_ms: i64,
-    pub(super) actor: String,
-    pub(super) actor_ip: Option<String>,
-    pub(super) action: crate::audit::Action,
-    pub(super) target: String,
-    pub(super) reason: String,
+pub(super) fn audit_json(a: &AuditEntry) -> Result<String, StoreError> {
+    serde_json::to_string(a).map_err(|e| StoreError(e.to_string()))
 }
 
-pub(super) fn audit_json(a: &AuditEntry) -> Result<String, StoreError> {
-    serde_json::to_string(&StoredAudit {
-        at_ms: a.at_ms,
-        actor: a.actor.clone(),
-        actor_ip: a.actor_ip.clone(),
-        action: a.action,
-        target: a.target.clone(),
-        reason: a.reason.clone(),
-    })
-    .map_err(|e| StoreError(e.to_string()))
+pub(super) fn parse_audit(json: &str) -> Option<AuditEntry> {
+    serde_json::from_str(json).ok()
 }

@@ -27,7 +27,6 @@ use tokio::sync::{Mutex, OnceCell};
 use super::SessionRecord;
 use super::{AuditLog, Changes, Loaded, RevocationLog, Secrets, SessionMetadata, Sink, StoreError};
 use crate::audit::AuditEntry;
-use crate::clock;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
 
 mod codec;
@@ -224,8 +223,7 @@ impl RevocationLog for RedisStore {
         audit: AuditEntry,
     ) -> Result<SessionRevocation, StoreError> {
         let mut conn = self.conn().await?;
-        let data =
-            serde_json::to_string(&session_key_of(&r)).map_err(|e| StoreError(e.to_string()))?;
+        let data = session_json(&r)?;
         let audit_json = audit_json(&audit)?;
         let stored: String = self
             .revoke_session
@@ -233,7 +231,7 @@ impl RevocationLog for RedisStore {
             .key(self.key("revocations"))
             .key(self.key("audit"))
             .arg(&data)
-            .arg(r.expires_at.max(clock::now_s() + 1))
+            .arg(r.expires_at.max(r.revoked_at_ms.div_euclid(1000) + 1))
             .arg(&r.session_id)
             .arg(&audit_json)
             .arg(self.settings.stream_maxlen)
@@ -250,15 +248,7 @@ impl RevocationLog for RedisStore {
         audit: AuditEntry,
     ) -> Result<UserCutoff, StoreError> {
         let mut conn = self.conn().await?;
-        let data = serde_json::to_string(&StoredCutoff {
-            not_before: c.not_before,
-            except: c.except.clone(),
-            revoked_at_ms: c.revoked_at_ms,
-            expires_at: c.expires_at,
-            reason: c.reason.clone(),
-            actor: c.actor.clone(),
-        })
-        .map_err(|e| StoreError(e.to_string()))?;
+        let data = cutoff_json(&c)?;
         let audit_json = audit_json(&audit)?;
         let stored: String = self
             .revoke_user
@@ -266,7 +256,7 @@ impl RevocationLog for RedisStore {
             .key(self.key("revocations"))
             .key(self.key("audit"))
             .arg(&data)
-            .arg(c.expires_at.max(clock::now_s() + 1))
+            .arg(c.expires_at.max(c.revoked_at_ms.div_euclid(1000) + 1))
             .arg(&c.user_id)
             .arg(&audit_json)
             .arg(self.settings.stream_maxlen)
@@ -377,7 +367,11 @@ impl RevocationLog for RedisStore {
         })
     }
 
-    async fn recent_revocations(&self, limit: usize) -> Result<Vec<Revocation>, StoreError> {
+    async fn recent_revocations(
+        &self,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<Revocation>, StoreError> {
         let mut conn = self.conn().await?;
         let v: Value = redis::cmd("XREVRANGE")
             .arg(self.key("revocations"))
@@ -387,7 +381,6 @@ impl RevocationLog for RedisStore {
             .arg(limit)
             .query_async(&mut conn)
             .await?;
-        let now = clock::now_s();
         Ok(match v {
             Value::Array(items) => items
                 .iter()
@@ -452,18 +445,8 @@ impl AuditLog for RedisStore {
         Ok(items
             .iter()
             .filter_map(entry_fields)
-            .filter_map(|(_, f)| {
-                field(&f, "data").and_then(|d| serde_json::from_str::<StoredAudit>(d).ok())
-            })
+            .filter_map(|(_, f)| field(&f, "data").and_then(parse_audit))
             .filter(|a| since_ms.is_none_or(|s| a.at_ms >= s))
-            .map(|a| AuditEntry {
-                at_ms: a.at_ms,
-                actor: a.actor,
-                actor_ip: a.actor_ip,
-                action: a.action,
-                target: a.target,
-                reason: a.reason,
-            })
             .collect())
     }
 }
