@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde_json::json;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 mod support;
-use support::{free_port, start_gateway, Proc};
+use support::{
+    env_or, free_port, hold_websocket, hs256_token, metrics_text, open_websocket, revoke, runtime,
+    start_gateway, Proc,
+};
 
 const SECRET: &str = "closure-bench-secret";
 const ADMIN: &str = "closure-bench-admin";
@@ -46,11 +46,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// Runs in its own process (this binary, re-executed), so that clients,
 /// gateway and upstream each have their own file-descriptor budget.
 fn serve_upstream() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
         loop {
@@ -58,15 +54,7 @@ fn serve_upstream() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
-            tokio::spawn(async move {
-                if let Ok(mut ws) = tokio_tungstenite::accept_async(s).await {
-                    while let Some(Ok(m)) = ws.next().await {
-                        if m.is_close() {
-                            break;
-                        }
-                    }
-                }
-            });
+            hold_websocket(s);
         }
     });
 }
@@ -116,16 +104,11 @@ async fn start(dir: &std::path::Path, upstream: u16, mode: &str) -> (Proc, u16, 
 }
 
 fn token(session: usize) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": format!("user-{session}"), "sid": format!("session-{session}"), "iat": now, "exp": now + 3600}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+    hs256_token(
+        SECRET,
+        &format!("user-{session}"),
+        &format!("session-{session}"),
     )
-    .unwrap()
 }
 
 type Closed = Arc<Mutex<HashMap<usize, Vec<(Instant, String)>>>>;
@@ -143,14 +126,7 @@ async fn open_all(proxy: u16, conns: usize, sessions: usize, closed: Closed) {
         let ready = ready_tx.clone();
         let permit = sem.clone().acquire_owned().await.unwrap();
         tokio::spawn(async move {
-            let mut req = format!("ws://127.0.0.1:{proxy}/ws")
-                .into_client_request()
-                .unwrap();
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {tok}").parse().unwrap());
-            let (mut ws, _) = tokio_tungstenite::connect_async(req)
-                .await
-                .expect("connect");
+            let mut ws = open_websocket(proxy, &tok).await;
             drop(permit);
             ready.send(()).await.unwrap();
             let how = loop {
@@ -187,10 +163,7 @@ fn main() {
     }
     // The gateway holds two sockets per WebSocket (client and upstream side).
     let fit = (fd_limit().saturating_sub(200) / 2 / 10) * 10;
-    let wanted: usize = std::env::var("SG_BENCH_CONNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let wanted: usize = env_or("SG_BENCH_CONNS", 10_000);
     let conns = wanted.min(fit);
     if conns < wanted {
         println!(
@@ -198,16 +171,9 @@ fn main() {
             fd_limit()
         );
     }
-    let sessions: usize = std::env::var("SG_BENCH_SESSIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(conns / 10);
-    let revoke = sessions / 10;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let sessions: usize = env_or("SG_BENCH_SESSIONS", conns / 10);
+    let revoked = sessions / 10;
+    runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let (upstream, up) = start_upstream();
 
@@ -244,20 +210,14 @@ fn main() {
         let setup_lost: usize = lost_in_setup.values().sum();
         let client = reqwest::Client::new();
         let mut sent_at = HashMap::new();
-        for s in 0..revoke {
+        for s in 0..revoked {
             sent_at.insert(s, Instant::now());
-            let r = client
-                .delete(format!("http://127.0.0.1:{admin}/v1/sessions/session-{s}"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            revoke(&client, admin, ADMIN, &format!("session-{s}")).await;
         }
         let per_session = conns / sessions;
-        let expected = revoke * per_session
+        let expected = revoked * per_session
             + setup_lost
-            - (0..revoke).map(|s| lost_in_setup.get(&s).copied().unwrap_or(0)).sum::<usize>();
+            - (0..revoked).map(|s| lost_in_setup.get(&s).copied().unwrap_or(0)).sum::<usize>();
         let deadline = Instant::now() + Duration::from_secs(30);
         while closed.lock().unwrap().values().map(Vec::len).sum::<usize>() < expected {
             assert!(Instant::now() < deadline, "not every revoked connection closed");
@@ -268,13 +228,13 @@ fn main() {
         let first_delete = sent_at.values().min().copied().unwrap();
         let wrongly_closed: usize = closed
             .iter()
-            .filter(|(s, _)| **s >= revoke)
+            .filter(|(s, _)| **s >= revoked)
             .flat_map(|(_, v)| v.iter())
             .filter(|(t, _)| *t >= first_delete)
             .count();
         let mut lat: Vec<f64> = closed
             .iter()
-            .filter(|(s, _)| **s < revoke)
+            .filter(|(s, _)| **s < revoked)
             .flat_map(|(s, v)| {
                 let sent = sent_at[s];
                 v.iter()
@@ -283,21 +243,14 @@ fn main() {
             })
             .collect();
         lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let metrics = client
-            .get(format!("http://127.0.0.1:{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(admin).await;
         let inside: Vec<&str> = metrics
             .lines()
             .filter(|l| l.starts_with("sessiongate_revocation_close_seconds_"))
             .collect();
 
         println!(
-            "{conns} idle WebSockets over {sessions} sessions (opened in {:.1} s); revoked {revoke} sessions",
+            "{conns} idle WebSockets over {sessions} sessions (opened in {:.1} s); revoked {revoked} sessions",
             opened_in.as_secs_f64()
         );
         println!(

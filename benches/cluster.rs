@@ -26,13 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde_json::json;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 mod support;
-use support::{free_port, Proc};
+use support::{
+    env_or, free_port, hold_websocket, hs256_token, metrics_text, open_websocket, revoke, runtime,
+    Proc,
+};
 
 const SECRET: &str = "cluster-bench-secret";
 const ADMIN: &str = "cluster-bench-admin";
@@ -76,16 +76,7 @@ async fn start_gateway(dir: &std::path::Path, name: &str, upstream: u16, store: 
 }
 
 fn token(sid: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": "bench", "sid": sid, "iat": now, "exp": now + 3600}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    hs256_token(SECRET, "bench", sid)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -158,12 +149,7 @@ async fn load(port: u16, tokens: Arc<Vec<String>>, conns: usize, secs: u64) -> (
 }
 
 async fn metric(admin: u16, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(admin).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
@@ -171,12 +157,7 @@ async fn metric(admin: u16, series: &str) -> f64 {
 
 /// p50 and p99 from a Prometheus histogram's cumulative buckets.
 async fn histogram_quantiles(admin: u16, name: &str) -> (f64, f64) {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(admin).await;
     let mut buckets: Vec<(f64, f64)> = text
         .lines()
         .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
@@ -208,15 +189,7 @@ async fn websocket_upstream() -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut ws) = tokio_tungstenite::accept_async(s).await {
-                    while let Some(Ok(m)) = ws.next().await {
-                        if m.is_close() {
-                            break;
-                        }
-                    }
-                }
-            });
+            hold_websocket(s);
         }
     });
     port
@@ -237,14 +210,7 @@ async fn open_websockets(proxy: u16, conns: usize, sessions: usize) -> Ends {
         let (ends, ready) = (ends.clone(), ready_tx.clone());
         let permit = sem.clone().acquire_owned().await.unwrap();
         tokio::spawn(async move {
-            let mut req = format!("ws://127.0.0.1:{proxy}/ws")
-                .into_client_request()
-                .unwrap();
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {tok}").parse().unwrap());
-            let (mut ws, _) = tokio_tungstenite::connect_async(req)
-                .await
-                .expect("connect");
+            let mut ws = open_websocket(proxy, &tok).await;
             drop(permit);
             ready.send(()).await.unwrap();
             let frame = loop {
@@ -267,22 +233,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n: usize = std::env::var("SG_BENCH_REVOCATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let rate: f64 = std::env::var("SG_BENCH_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500.0);
-    let load_secs: u64 = std::env::var("SG_BENCH_LOAD_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let websockets: usize = std::env::var("SG_BENCH_WEBSOCKETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+    let n: usize = env_or("SG_BENCH_REVOCATIONS", 10_000);
+    let rate: f64 = env_or("SG_BENCH_RATE", 500.0);
+    let load_secs: u64 = env_or("SG_BENCH_LOAD_SECS", 5);
+    let websockets: usize = env_or("SG_BENCH_WEBSOCKETS", 1_000);
     if Command::new("redis-server")
         .arg("--version")
         .output()
@@ -291,11 +245,7 @@ fn main() {
         println!("SKIPPED: redis-server not found");
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let rport = free_port();
         let _redis = Proc(
@@ -334,13 +284,7 @@ fn main() {
             tokio::time::sleep_until(due.into()).await;
             let sid = format!("prop-{i}");
             let tok = token(&sid);
-            let r = client
-                .delete(format!("http://127.0.0.1:{}/v1/sessions/{sid}", a.admin))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            revoke(&client, a.admin, ADMIN, &sid).await;
             let acked = Instant::now();
             for port in [b.proxy, c.proxy] {
                 let (client, tok, lat) = (client.clone(), tok.clone(), lat.clone());
@@ -408,13 +352,7 @@ fn main() {
         let mut sent = Vec::with_capacity(sessions);
         for s in 0..sessions {
             sent.push(Instant::now());
-            let r = client
-                .delete(format!("http://127.0.0.1:{}/v1/sessions/ws-{s}", a.admin))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            revoke(&client, a.admin, ADMIN, &format!("ws-{s}")).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(30);

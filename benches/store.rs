@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{free_port, start_gateway, Proc};
+use support::{env_or, free_port, revoke, runtime, start_gateway, Proc};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
 
@@ -105,13 +105,7 @@ async fn revoke_rate(admin: u16, clients: usize, total: usize, tag: &str) -> f64
                 if i >= total {
                     break;
                 }
-                let r = client
-                    .delete(format!("http://127.0.0.1:{admin}/v1/sessions/{tag}-{i}"))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
+                revoke(&client, admin, ADMIN_TOKEN, &format!("{tag}-{i}")).await;
             }
         }));
     }
@@ -125,15 +119,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; nothing to run quickly.
     }
-    let rows: usize = std::env::var("SG_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let rows: usize = env_or("SG_BENCH_ROWS", 1_000_000);
+    runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let floor = sqlite_commits_per_s(dir.path(), 500);
         let (gw, admin, _) = start(dir.path()).await;

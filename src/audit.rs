@@ -18,6 +18,9 @@ pub enum Action {
     NewLocation,
     /// The user confirmed a session's new location (`confirm_location`).
     ConfirmLocation,
+    /// An IdP or transmitter event named a user or session the gateway
+    /// cannot match (`unmatched_event`): acknowledged, nothing revoked.
+    UnmatchedEvent,
 }
 
 impl Action {
@@ -28,6 +31,7 @@ impl Action {
             Action::RevokeUser => "revoke_user",
             Action::NewLocation => "new_location",
             Action::ConfirmLocation => "confirm_location",
+            Action::UnmatchedEvent => "unmatched_event",
         }
     }
 
@@ -38,6 +42,7 @@ impl Action {
             "revoke_user" => Action::RevokeUser,
             "new_location" => Action::NewLocation,
             "confirm_location" => Action::ConfirmLocation,
+            "unmatched_event" => Action::UnmatchedEvent,
             _ => return None,
         })
     }

@@ -17,6 +17,7 @@ use pingora::services::listening::Service;
 use pingora::services::ServiceWithDependents;
 use prometheus::Registry;
 
+use crate::admin::receivers::Receivers;
 use crate::admin::selfservice::SelfService;
 use crate::admin::AdminApp;
 use crate::authority::follow::{Purge, StateSync};
@@ -28,6 +29,7 @@ use crate::config::{Backend, Config, KeyMaterial};
 use crate::enforcement::Enforcer;
 use crate::file_watch::FileWatch;
 use crate::geoip::GeoIp;
+use crate::idp::keys::{IdpKeys, KeyRefresh};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::revocation::RevocationSet;
@@ -56,6 +58,10 @@ pub struct Gateway {
     pub readiness: Arc<Readiness>,
     /// When the store last answered (`enforcement.fail_closed_after_s`).
     pub health: Arc<Health>,
+    /// The IdP's keys (`[idp]`), fetched in the background.
+    pub idp: Option<Arc<IdpKeys>>,
+    /// The Shared Signals transmitter's keys (`[ssf]`).
+    pub ssf: Option<Arc<IdpKeys>>,
 }
 
 /// pingora's own switches, passed through from our command line.
@@ -121,7 +127,43 @@ impl Gateway {
                 config.token.leeway_s,
             ),
         ));
+        let idp = match &config.idp {
+            Some(idp_config) => {
+                let (enforcer, key_metrics, error_metrics) =
+                    (enforcer.clone(), metrics.clone(), metrics.clone());
+                Some(Arc::new(
+                    IdpKeys::new(
+                        idp_config.into(),
+                        enforcer.verifier().key_misses(),
+                        Box::new(move |keys| {
+                            report_skipped(keys, &key_metrics);
+                            enforcer.verifier().replace_idp_keys(keys.clone());
+                        }),
+                        Box::new(move || error_metrics.jwks_fetch_errors.inc()),
+                    )
+                    .map_err(|e| anyhow::anyhow!("{}: idp.ca_file: {e}", config.file.display()))?,
+                ))
+            }
+            None => None,
+        };
+        let ssf = match &config.ssf {
+            Some(ssf_config) => {
+                let error_metrics = metrics.clone();
+                Some(Arc::new(
+                    IdpKeys::new(
+                        ssf_config.into(),
+                        Arc::new(tokio::sync::Notify::new()),
+                        Box::new(|_| {}),
+                        Box::new(move || error_metrics.jwks_fetch_errors.inc()),
+                    )
+                    .map_err(|e| anyhow::anyhow!("{}: ssf.ca_file: {e}", config.file.display()))?,
+                ))
+            }
+            None => None,
+        };
         Ok(Gateway {
+            idp,
+            ssf,
             config: Arc::new(config),
             connections,
             sessions,
@@ -198,12 +240,33 @@ impl Gateway {
                 },
             ));
         }
-        let self_service = Arc::new(SelfService::new(
-            self.enforcer.clone(),
-            self.sessions.clone(),
+        for (name, keys) in [("idp-keys", &self.idp), ("ssf-keys", &self.ssf)] {
+            if let Some(keys) = keys {
+                server.add_service(background_service(name, KeyRefresh { idp: keys.clone() }));
+            }
+        }
+        let mut receivers = Receivers::new(
             self.authority.clone(),
-            config.enforcement.login_url.clone(),
-        ));
+            self.metrics.clone(),
+            config.token.leeway_s,
+            &config.token.user_claim,
+            config.token.issuer.as_deref(),
+        );
+        if let (Some(keys), Some(c)) = (&self.idp, &config.idp) {
+            receivers = receivers.with_backchannel(keys.clone(), c);
+        }
+        if let (Some(keys), Some(c)) = (&self.ssf, &config.ssf) {
+            receivers = receivers.with_signals(keys.clone(), c);
+        }
+        let self_service = Arc::new(
+            SelfService::new(
+                self.enforcer.clone(),
+                self.sessions.clone(),
+                self.authority.clone(),
+                config.enforcement.login_url.clone(),
+            )
+            .with_receivers(receivers),
+        );
 
         let proxy = Proxy::new(
             config,
@@ -255,7 +318,8 @@ impl Gateway {
             self.readiness.clone(),
             config.admin.token.as_deref(),
             config.listen.admin,
-        );
+        )
+        .with_idp(self.idp.clone());
         // The admin listener gets the proxy listener's header deadline; its
         // connections are never closed by revocations (a registry of its own).
         let mut admin_service = Service::new(

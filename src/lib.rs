@@ -40,6 +40,7 @@ pub mod enforcement;
 pub mod file_watch;
 pub mod gateway;
 pub mod geoip;
+pub mod idp;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

@@ -47,6 +47,14 @@ pub const REVOCATION_PROPAGATION_SECONDS: &str = "sessiongate_revocation_propaga
 pub const HEADER_TIMEOUTS_TOTAL: &str = "sessiongate_request_header_timeouts_total";
 /// Counter: JWKS keys left unused because the gateway cannot use them safely.
 pub const JWKS_KEYS_SKIPPED_TOTAL: &str = "sessiongate_jwks_keys_skipped_total";
+/// Counter: failed fetches of the IdP's discovery document or JWKS.
+pub const JWKS_FETCH_ERRORS_TOTAL: &str = "sessiongate_jwks_fetch_errors_total";
+/// Gauge: seconds since the IdP's keys in use were fetched.
+pub const JWKS_AGE_SECONDS: &str = "sessiongate_jwks_age_seconds";
+/// Counter: logout tokens and security events received, by `receiver`
+/// (`backchannel_logout`, `ssf`) and `result` (`revoked`, `unmatched`,
+/// `acknowledged`, `refused`).
+pub const IDP_EVENTS_TOTAL: &str = "sessiongate_idp_events_total";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -147,6 +155,12 @@ pub struct Metrics {
     pub header_timeouts: IntCounter,
     /// [`JWKS_KEYS_SKIPPED_TOTAL`].
     pub jwks_keys_skipped: IntCounter,
+    /// [`JWKS_FETCH_ERRORS_TOTAL`].
+    pub jwks_fetch_errors: IntCounter,
+    /// [`JWKS_AGE_SECONDS`] (set before each scrape).
+    pub jwks_age_seconds: IntGauge,
+    /// [`IDP_EVENTS_TOTAL`].
+    pub idp_events: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -276,8 +290,29 @@ impl Metrics {
             "JWKS keys not used because the gateway cannot use them safely (each is logged with its kid and why).",
         )?;
         registry.register(Box::new(jwks_keys_skipped.clone()))?;
+        let jwks_fetch_errors = IntCounter::new(
+            JWKS_FETCH_ERRORS_TOTAL,
+            "Failed fetches of the IdP's discovery document or JWKS (the keys in use are kept).",
+        )?;
+        registry.register(Box::new(jwks_fetch_errors.clone()))?;
+        let jwks_age_seconds = IntGauge::new(
+            JWKS_AGE_SECONDS,
+            "Seconds since the IdP's keys in use were fetched (from the IdP or, at start-up, the cache's age).",
+        )?;
+        registry.register(Box::new(jwks_age_seconds.clone()))?;
+        let idp_events = IntCounterVec::new(
+            Opts::new(
+                IDP_EVENTS_TOTAL,
+                "Logout tokens and security events received, by receiver and result.",
+            ),
+            &["receiver", "result"],
+        )?;
+        registry.register(Box::new(idp_events.clone()))?;
 
         Ok(Metrics {
+            jwks_fetch_errors,
+            jwks_age_seconds,
+            idp_events,
             header_timeouts,
             jwks_keys_skipped,
             revocation_propagation_seconds,

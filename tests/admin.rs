@@ -89,7 +89,6 @@ async fn open_endpoints_need_no_token() {
 async fn malformed_input_is_a_clear_400_and_changes_nothing() {
     let up = TestUpstream::start();
     let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
-    let client = reqwest::Client::new();
     let cases = [
         ("DELETE", "/v1/sessions/s-1?reasn=typo"),
         ("DELETE", "/v1/sessions/s-1?reason=a&reason=b"),
@@ -103,9 +102,8 @@ async fn malformed_input_is_a_clear_400_and_changes_nothing() {
         ("GET", "/v1/audit?since=yesterday"),
     ];
     for (method, path) in cases {
-        let resp = client
-            .request(method.parse().unwrap(), gw.admin_url(path))
-            .bearer_auth(ADMIN_TOKEN)
+        let resp = gw
+            .admin_request(method.parse().unwrap(), path)
             .send()
             .await
             .unwrap();
@@ -117,24 +115,17 @@ async fn malformed_input_is_a_clear_400_and_changes_nothing() {
             .is_some_and(|m| !m.is_empty()));
     }
     let long = "x".repeat(600);
-    let resp = client
-        .delete(gw.admin_url(&format!("/v1/sessions/{long}")))
-        .bearer_auth(ADMIN_TOKEN)
+    let resp = gw
+        .admin_request(reqwest::Method::DELETE, &format!("/v1/sessions/{long}"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
 
-    let resp = client
-        .get(gw.admin_url("/v1/sessions/s-1/extra"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.admin_get("/v1/sessions/s-1/extra").await;
     assert_eq!(resp.status(), 404);
-    let resp = client
-        .post(gw.admin_url("/v1/revocations"))
-        .bearer_auth(ADMIN_TOKEN)
+    let resp = gw
+        .admin_request(reqwest::Method::POST, "/v1/revocations")
         .send()
         .await
         .unwrap();
@@ -142,15 +133,7 @@ async fn malformed_input_is_a_clear_400_and_changes_nothing() {
     assert_eq!(resp.headers()["allow"], "GET");
 
     // Nothing was revoked.
-    let list: Value = client
-        .get(gw.admin_url("/v1/revocations"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = gw.admin_json("/v1/revocations").await;
     assert_eq!(list["revocations"].as_array().unwrap().len(), 0);
     assert_eq!(
         gw.get("/", &hs256(&claims("alice", "s-1"))).await.status(),
@@ -162,9 +145,8 @@ async fn malformed_input_is_a_clear_400_and_changes_nothing() {
 async fn percent_encoded_ids_are_decoded() {
     let up = TestUpstream::start();
     let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
-    let resp = reqwest::Client::new()
-        .delete(gw.admin_url("/v1/sessions/a%2Fb%20c"))
-        .bearer_auth(ADMIN_TOKEN)
+    let resp = gw
+        .admin_request(reqwest::Method::DELETE, "/v1/sessions/a%2Fb%20c")
         .send()
         .await
         .unwrap();

@@ -221,14 +221,7 @@ async fn jwks_file_is_used_and_reloaded() {
     let tmp = dir.path().join("jwks.json.tmp");
     std::fs::write(&tmp, serde_json::to_string(&second).unwrap()).unwrap();
     // Make sure the mtime differs even on coarse-grained filesystems.
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
-    std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
-    std::fs::rename(&tmp, &jwks_path).unwrap();
+    replace_file_later(&tmp, &jwks_path, std::time::Duration::from_secs(2));
 
     assert_eventually!(
         gw.get("/", &rotated_tok()).await.status() == 200,
@@ -241,14 +234,7 @@ async fn jwks_file_is_used_and_reloaded() {
 
     // A broken file keeps the previous keys.
     std::fs::write(&tmp, "{not json").unwrap();
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(4);
-    std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
-    std::fs::rename(&tmp, &jwks_path).unwrap();
+    replace_file_later(&tmp, &jwks_path, std::time::Duration::from_secs(4));
     assert_eventually!(
         gw.log().contains("cannot be loaded"),
         std::time::Duration::from_secs(10),

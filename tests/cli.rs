@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -20,16 +21,40 @@ fn check(text: &str) -> (i32, String, String) {
     .unwrap();
     let text = text.replace("\"JWKS\"", &format!("{:?}", jwks.display().to_string()));
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = command_with_config("check-config", &path).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE"),
     )
+}
+
+/// Fails with the command's stderr unless it exited 0.
+fn assert_exit_zero(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sessiongate sessions` against `gw`'s admin API for `user`, ready for
+/// more arguments.
+fn sessions_command(gw: &Gateway, user: &str) -> Command {
+    let mut c = Command::new(binary());
+    c.args(["sessions", "--admin", &format!("http://{}", gw.admin)])
+        .args(["--user", user]);
+    c
+}
+
+/// Runs `sessiongate import` of the session ids listed in `list` into `gw`'s store.
+fn import_sessions(gw: &Gateway, list: &Path) -> Output {
+    command_with_config("import", &gw.config_path)
+        .arg("--sessions")
+        .arg(list)
+        .output()
+        .unwrap()
 }
 
 const GOOD: &str = r#"[listen]
@@ -49,16 +74,10 @@ fn check_config_accepts_a_good_file_and_the_shipped_example() {
     assert_eq!(code, 0);
     assert!(out.ends_with(": ok\n"));
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sessiongate.toml");
-    let out = Command::new(binary())
-        .args(["check-config", "--config"])
-        .arg(&example)
+    let out = command_with_config("check-config", &example)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit_zero(&out);
 }
 
 #[test]
@@ -150,11 +169,7 @@ fn run_with_a_bad_config_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, GOOD.replace("HS256", "none")).unwrap();
-    let out = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = command_with_config("run", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("token.keys[0].algorithm"));
 }
@@ -163,9 +178,7 @@ fn run_with_a_bad_config_exits_2() {
 async fn token_command_mints_a_token_the_gateway_accepts() {
     let up = TestUpstream::start();
     let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
-    let out = Command::new(binary())
-        .args(["token", "--config"])
-        .arg(&gw.config_path)
+    let out = command_with_config("token", &gw.config_path)
         .args(["--sub", "erin", "--sid", "cli-1", "--ttl", "10m"])
         .output()
         .unwrap();
@@ -179,9 +192,7 @@ async fn token_command_mints_a_token_the_gateway_accepts() {
     assert_eq!(seen["headers"]["x-user-id"], "erin");
 
     // An old --iat makes an expired token.
-    let out = Command::new(binary())
-        .args(["token", "--config"])
-        .arg(&gw.config_path)
+    let out = command_with_config("token", &gw.config_path)
         .args([
             "--sub",
             "erin",
@@ -217,12 +228,7 @@ async fn revoke_command_exit_codes() {
         &["--session", "c-1", "--reason", "cli test"],
         Some(ADMIN_TOKEN),
     );
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_exit_zero(&ok);
     assert!(String::from_utf8_lossy(&ok.stdout).contains("\"session_id\": \"c-1\""));
     assert_eq!(gw.get("/", &hs256(&claims("u", "c-1"))).await.status(), 401);
 
@@ -299,23 +305,11 @@ async fn sessions_command_prints_a_table() {
     )
     .await;
     gw.revoke_session("zoe-phone", "lost").await;
-    let out = Command::new(binary())
-        .args([
-            "sessions",
-            "--admin",
-            &format!("http://{}", gw.admin),
-            "--user",
-            "zoe",
-        ])
+    let out = sessions_command(&gw, "zoe")
         .env("SESSIONGATE_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit_zero(&out);
     let table = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
@@ -331,29 +325,13 @@ async fn sessions_command_prints_a_table() {
             && lines[2].ends_with("active")
     );
 
-    let none = Command::new(binary())
-        .args([
-            "sessions",
-            "--admin",
-            &format!("http://{}", gw.admin),
-            "--user",
-            "nobody",
-            "--token",
-            ADMIN_TOKEN,
-        ])
+    let none = sessions_command(&gw, "nobody")
+        .args(["--token", ADMIN_TOKEN])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "no sessions");
-    let refused = Command::new(binary())
-        .args([
-            "sessions",
-            "--admin",
-            &format!("http://{}", gw.admin),
-            "--user",
-            "zoe",
-            "--token",
-            "wrong",
-        ])
+    let refused = sessions_command(&gw, "zoe")
+        .args(["--token", "wrong"])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
@@ -369,19 +347,8 @@ async fn import_revokes_every_listed_session() {
         "# exported from the old system\nimp-1\nimp-2\n\nimp-3\n",
     )
     .unwrap();
-    let out = Command::new(binary())
-        .args(["import", "--config"])
-        .arg(&gw.config_path)
-        .arg("--sessions")
-        .arg(&list)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = import_sessions(&gw, &list);
+    assert_exit_zero(&out);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("3 revoked"));
     // The running gateway picks them up from the store's change log.
     for sid in ["imp-1", "imp-2", "imp-3"] {
@@ -397,22 +364,10 @@ async fn import_revokes_every_listed_session() {
         200
     );
     // Again: nothing new.
-    let out = Command::new(binary())
-        .args(["import", "--config"])
-        .arg(&gw.config_path)
-        .arg("--sessions")
-        .arg(&list)
-        .output()
-        .unwrap();
+    let out = import_sessions(&gw, &list);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0 revoked (3 already were)"));
     std::fs::write(&list, "ok\nbad\u{7}id\n").unwrap();
-    let out = Command::new(binary())
-        .args(["import", "--config"])
-        .arg(&gw.config_path)
-        .arg("--sessions")
-        .arg(&list)
-        .output()
-        .unwrap();
+    let out = import_sessions(&gw, &list);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2: not a session id"));
 }

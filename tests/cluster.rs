@@ -98,15 +98,7 @@ async fn a_revocation_on_one_gateway_is_enforced_by_all() {
     }
 
     // Every node lists the cluster's revocations and audit trail.
-    let list: Value = reqwest::Client::new()
-        .get(gws[1].admin_url("/v1/revocations"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = gws[1].admin_json("/v1/revocations").await;
     let targets: Vec<&str> = list["revocations"]
         .as_array()
         .unwrap()
@@ -114,15 +106,7 @@ async fn a_revocation_on_one_gateway_is_enforced_by_all() {
         .map(|r| r["target"].as_str().unwrap())
         .collect();
     assert_eq!(targets, vec!["bob", "phone"]);
-    let audit: Value = reqwest::Client::new()
-        .get(gws[1].admin_url("/v1/audit"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = gws[1].admin_json("/v1/audit").await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 2);
     // Propagation counts each revocation once per node that applied it
     // from the change log: node 1, which took neither, got both once.
@@ -425,15 +409,7 @@ async fn sessions_are_visible_from_every_gateway() {
     get_as(&gws[0], "/", &laptop, CHROME_WINDOWS, "127.0.0.1").await;
     assert_eventually!(
         {
-            let v: Value = reqwest::Client::new()
-                .get(gws[1].admin_url("/v1/users/erin/sessions"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = gws[1].admin_json("/v1/users/erin/sessions").await;
             v["sessions"].as_array().unwrap().len() == 2
         },
         Duration::from_secs(15),
@@ -441,17 +417,14 @@ async fn sessions_are_visible_from_every_gateway() {
     );
     // The self-service page on one node lists the session seen by another,
     // and logs it out there.
-    let mine: Value = reqwest::Client::new()
-        .get(gws[0].url("/.sessiongate/sessions"))
-        .bearer_auth(&laptop)
-        .header("accept", "application/json")
-        .header("user-agent", CHROME_WINDOWS)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = send_json(
+        reqwest::Client::new()
+            .get(gws[0].url("/.sessiongate/sessions"))
+            .bearer_auth(&laptop)
+            .header("accept", "application/json")
+            .header("user-agent", CHROME_WINDOWS),
+    )
+    .await;
     assert!(mine["sessions"]
         .as_array()
         .unwrap()

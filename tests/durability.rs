@@ -11,18 +11,6 @@ use common::*;
 use rand::Rng;
 use serde_json::{json, Value};
 
-async fn admin_get(gw: &Gateway, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(gw.admin_url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn revocations_and_audit_survive_kill_9_and_restart() {
     let up = TestUpstream::start();
@@ -58,7 +46,7 @@ async fn revocations_and_audit_survive_kill_9_and_restart() {
     );
     assert_eq!(gw.metric("sessiongate_revoked_sessions").await, 1.0);
 
-    let list = admin_get(&gw, "/v1/revocations").await;
+    let list = gw.admin_json("/v1/revocations").await;
     let items = list["revocations"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["kind"], "user");
@@ -66,7 +54,7 @@ async fn revocations_and_audit_survive_kill_9_and_restart() {
     assert_eq!(items[1]["target"], "stolen");
     assert_eq!(items[1]["reason"], "laptop stolen");
 
-    let audit = admin_get(&gw, "/v1/audit?limit=10").await;
+    let audit = gw.admin_json("/v1/audit?limit=10").await;
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["action"], "revoke_user");
@@ -80,7 +68,7 @@ async fn revocations_and_audit_survive_kill_9_and_restart() {
     // The time filter: nothing at or after a future instant.
     let future =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(60));
-    let audit = admin_get(&gw, &format!("/v1/audit?since={future}")).await;
+    let audit = gw.admin_json(&format!("/v1/audit?since={future}")).await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 0);
 }
 
@@ -298,7 +286,7 @@ async fn unwritable_store_answers_503_and_enforcement_goes_on() {
         gw.get("/", &hs256(&claims("u", "earlier"))).await.status(),
         401
     );
-    let list = admin_get(&gw, "/v1/revocations").await;
+    let list = gw.admin_json("/v1/revocations").await;
     assert_eq!(list["revocations"].as_array().unwrap().len(), 1);
     assert!(gw.metric("sessiongate_store_errors_total").await >= 2.0);
 
@@ -326,7 +314,7 @@ async fn expired_revocations_are_purged_from_memory_and_store() {
 
     assert_eventually!(
         gw.metric("sessiongate_revoked_sessions").await == 0.0
-            && admin_get(&gw, "/v1/revocations").await["revocations"]
+            && gw.admin_json("/v1/revocations").await["revocations"]
                 .as_array()
                 .unwrap()
                 .is_empty(),
@@ -342,7 +330,7 @@ async fn expired_revocations_are_purged_from_memory_and_store() {
     let body: Value = gw.get("/", &tok).await.json().await.unwrap();
     assert_eq!(body["error"], "token_expired");
     // The audit trail keeps the record.
-    let audit = admin_get(&gw, "/v1/audit").await;
+    let audit = gw.admin_json("/v1/audit").await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1);
 }
 

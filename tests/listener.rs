@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
+use pingora::tls::ClientTlsStream;
 
 const WITHIN: Duration = Duration::from_secs(5);
 
@@ -18,10 +19,9 @@ fn tls_dir() -> PathBuf {
     keys_dir().join("redis-tls")
 }
 
-fn tls_config(up: &TestUpstream) -> GatewayConfig {
-    let mut cfg = GatewayConfig::new(up.addr);
-    cfg.upstream_lines = vec!["x_forwarded = true".into()];
-    cfg.listen = vec![
+/// The `tls_cert_file` and `tls_key_file` lines of the test server's pair.
+fn server_tls_lines() -> Vec<String> {
+    vec![
         format!(
             "tls_cert_file = \"{}\"",
             tls_dir().join("server.pem").display()
@@ -30,8 +30,32 @@ fn tls_config(up: &TestUpstream) -> GatewayConfig {
             "tls_key_file = \"{}\"",
             tls_dir().join("server.key").display()
         ),
-    ];
+    ]
+}
+
+fn tls_config(up: &TestUpstream) -> GatewayConfig {
+    let mut cfg = GatewayConfig::new(up.addr);
+    cfg.upstream_lines = vec!["x_forwarded = true".into()];
+    cfg.listen = server_tls_lines();
     cfg
+}
+
+/// A TLS connection to `gw`'s proxy listener, trusting the test CA and
+/// offering the `alpn` protocols.
+async fn tls_connect(gw: &Gateway, alpn: &[&[u8]]) -> ClientTlsStream<tokio::net::TcpStream> {
+    use pingora::tls::{ClientConfig, RootCertStore, ServerName, TlsConnector};
+    pingora::tls::install_default_crypto_provider();
+    let mut roots = RootCertStore::empty();
+    pingora::tls::load_ca_file_into_store(tls_dir().join("ca.pem"), &mut roots).unwrap();
+    let mut tls = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
 }
 
 fn https_client(http1_only: bool) -> reqwest::Client {
@@ -254,11 +278,7 @@ fn check(listen: &str) -> (i32, String) {
         ),
     )
     .unwrap();
-    let out = Command::new(binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = command_with_config("check-config", &path).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -313,8 +333,6 @@ fn bad_tls_settings_name_the_key() {
 #[tokio::test]
 async fn idle_websocket_over_tls_is_closed_with_1008() {
     use futures_util::StreamExt;
-    use pingora::tls::{ClientConfig, RootCertStore, ServerName, TlsConnector};
-    use std::sync::Arc;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::tungstenite::Message;
@@ -323,17 +341,7 @@ async fn idle_websocket_over_tls_is_closed_with_1008() {
     let gw = Gateway::start(tls_config(&up)).await;
     let tok = hs256(&claims("alice", "wss-1"));
 
-    pingora::tls::install_default_crypto_provider();
-    let mut roots = RootCertStore::empty();
-    pingora::tls::load_ca_file_into_store(tls_dir().join("ca.pem"), &mut roots).unwrap();
-    let tls = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let stream = TlsConnector::from(Arc::new(tls))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = tls_connect(&gw, &[]).await;
     let mut req = format!("wss://localhost:{}/ws", gw.proxy.port())
         .into_client_request()
         .unwrap();
@@ -367,16 +375,7 @@ async fn idle_websocket_over_tls_is_closed_with_1008() {
 
 fn admin_tls_config(up: &TestUpstream) -> GatewayConfig {
     let mut cfg = GatewayConfig::new(up.addr);
-    cfg.admin = vec![
-        format!(
-            "tls_cert_file = \"{}\"",
-            tls_dir().join("server.pem").display()
-        ),
-        format!(
-            "tls_key_file = \"{}\"",
-            tls_dir().join("server.key").display()
-        ),
-    ];
+    cfg.admin = server_tls_lines();
     cfg.admin_ca = Some(tls_dir().join("ca.pem"));
     cfg
 }
@@ -548,7 +547,6 @@ async fn stream_beyond_the_deadline(
 /// deadline never cuts it, however long its streams run (h2c and TLS).
 #[tokio::test]
 async fn http2_connections_outlive_the_header_deadline() {
-    use pingora::tls::{ClientConfig, RootCertStore, ServerName, TlsConnector};
     let up = TestUpstream::start();
 
     let mut cfg = GatewayConfig::new(up.addr);
@@ -561,18 +559,7 @@ async fn http2_connections_outlive_the_header_deadline() {
     let mut cfg = tls_config(&up);
     cfg.listen.push("request_header_timeout_s = 1".into());
     let gw = Gateway::start(cfg).await;
-    pingora::tls::install_default_crypto_provider();
-    let mut roots = RootCertStore::empty();
-    pingora::tls::load_ca_file_into_store(tls_dir().join("ca.pem"), &mut roots).unwrap();
-    let mut tls = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let stream = TlsConnector::from(std::sync::Arc::new(tls))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = tls_connect(&gw, &[b"h2"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (client, connection) = h2::client::handshake(stream).await.unwrap();
     stream_beyond_the_deadline(client, tokio::spawn(connection), &gw).await;

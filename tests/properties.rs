@@ -303,7 +303,7 @@ fn verifier() -> Verifier {
         session_claim: "sid".into(),
         user_claim: "sub".into(),
         issuer: None,
-        audience: None,
+        audiences: Vec::new(),
         leeway_s: 30,
         max_token_bytes: 8192,
         max_session_lifetime_s: 86_400,

@@ -179,39 +179,25 @@ async fn token_sources_in_configured_order() {
     let header_tok = hs256(&claims("carol", "from-header"));
     let bearer_tok = hs256(&claims("carol", "from-bearer"));
 
-    let via_cookie: Value = client
-        .get(gw.url("/"))
-        .header("cookie", format!("theme=dark; session={cookie_tok}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let via_cookie = send_json(
+        client
+            .get(gw.url("/"))
+            .header("cookie", format!("theme=dark; session={cookie_tok}")),
+    )
+    .await;
     assert_eq!(via_cookie["headers"]["x-session-id"], "from-cookie");
 
-    let via_header: Value = client
-        .get(gw.url("/"))
-        .header("x-api-token", &header_tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let via_header = send_json(client.get(gw.url("/")).header("x-api-token", &header_tok)).await;
     assert_eq!(via_header["headers"]["x-session-id"], "from-header");
 
     // Bearer comes first even when a cookie is present.
-    let both: Value = client
-        .get(gw.url("/"))
-        .bearer_auth(&bearer_tok)
-        .header("cookie", format!("session={cookie_tok}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let both = send_json(
+        client
+            .get(gw.url("/"))
+            .bearer_auth(&bearer_tok)
+            .header("cookie", format!("session={cookie_tok}")),
+    )
+    .await;
     assert_eq!(both["headers"]["x-session-id"], "from-bearer");
 
     // A cookie with another name is no token; Basic auth is no token.

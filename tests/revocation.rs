@@ -129,15 +129,7 @@ async fn revocations_are_listed_newest_first() {
     gw.revoke_session("s-a", "first").await;
     gw.revoke_user("carol", Some("s-c")).await;
     gw.revoke_session("s-b", "third").await;
-    let list: Value = reqwest::Client::new()
-        .get(gw.admin_url("/v1/revocations?limit=2"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = gw.admin_json("/v1/revocations?limit=2").await;
     let items = list["revocations"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["kind"], "session");

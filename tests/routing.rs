@@ -63,15 +63,12 @@ async fn client_identity_headers_are_stripped() {
         );
     }
     // Unrelated headers pass.
-    let seen: Value = client
-        .get(gw.url("/public/y"))
-        .header("x-request-id", "r-1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = send_json(
+        client
+            .get(gw.url("/public/y"))
+            .header("x-request-id", "r-1"),
+    )
+    .await;
     assert_eq!(seen["headers"]["x-request-id"], "r-1");
 }
 
@@ -248,15 +245,7 @@ async fn x_forwarded_headers_for_the_application() {
     assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
     // Without a client header.
-    let seen: Value = client
-        .get(gw.url("/app"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = send_json(client.get(gw.url("/app")).bearer_auth(&token)).await;
     assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
 
     // On, behind a trusted proxy: the chain is kept and the peer appended.

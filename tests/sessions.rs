@@ -7,19 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn admin_get(gw: &Gateway, path: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(gw.admin_url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn session_json(gw: &Gateway, sid: &str) -> Value {
-    let resp = admin_get(gw, &format!("/v1/sessions/{sid}")).await;
+    let resp = gw.admin_get(&format!("/v1/sessions/{sid}")).await;
     assert_eq!(resp.status(), 200, "session {sid}");
     resp.json().await.unwrap()
 }
@@ -74,11 +66,7 @@ async fn devices_and_city_level_geo_are_recorded_and_annotated() {
 
     // The user's sessions, newest last_seen first; revocation shows up.
     gw.revoke_session("phone", "lost").await;
-    let list: Value = admin_get(&gw, "/v1/users/alice/sessions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = gw.admin_json("/v1/users/alice/sessions").await;
     let list = list["sessions"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["session_id"], "phone");
@@ -86,15 +74,8 @@ async fn devices_and_city_level_geo_are_recorded_and_annotated() {
     assert!(list[0]["revoked_at"].is_string());
     assert_eq!(list[1]["session_id"], "laptop");
 
-    assert_eq!(
-        admin_get(&gw, "/v1/sessions/never-seen").await.status(),
-        404
-    );
-    let empty: Value = admin_get(&gw, "/v1/users/nobody/sessions")
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(gw.admin_get("/v1/sessions/never-seen").await.status(), 404);
+    let empty = gw.admin_json("/v1/users/nobody/sessions").await;
     assert_eq!(empty, json!({"sessions": []}));
     assert_eq!(gw.metric("sessiongate_tracked_sessions").await, 2.0);
 }
@@ -260,7 +241,7 @@ async fn a_new_country_is_flagged_counted_and_audited() {
 
     assert_eventually!(
         {
-            let audit: Value = admin_get(&gw, "/v1/audit").await.json().await.unwrap();
+            let audit = gw.admin_json("/v1/audit").await;
             audit["entries"]
                 .as_array()
                 .unwrap()
@@ -281,13 +262,7 @@ async fn refused_new_location_until_confirmed_from_another_session() {
     let gw = Gateway::start(cfg).await;
     let home = hs256(&claims("gina", "home"));
     let abroad = hs256(&claims("gina", "abroad"));
-    assert_eq!(
-        get_as(&gw, "/", &home, CHROME_WINDOWS, IP_LONDON)
-            .await
-            .status(),
-        200
-    );
-    let resp = get_as(&gw, "/", &abroad, SAFARI_IPHONE, IP_SAO_PAULO).await;
+    let resp = home_then_abroad(&gw, &home, &abroad).await;
     assert_eq!(resp.status(), 403);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "new_location");
     gw.metric_reaches(
@@ -297,12 +272,8 @@ async fn refused_new_location_until_confirmed_from_another_session() {
     .await;
 
     // The new session cannot confirm itself: it is refused before anything.
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(gw.url("/.sessiongate/sessions/abroad/confirm"))
-        .bearer_auth(&abroad)
-        .header("accept", "application/json")
-        .header("x-forwarded-for", IP_SAO_PAULO)
+    let confirm = "/.sessiongate/sessions/abroad/confirm";
+    let resp = self_service(&gw, Method::POST, confirm, &abroad, IP_SAO_PAULO)
         .send()
         .await
         .unwrap();
@@ -314,17 +285,14 @@ async fn refused_new_location_until_confirmed_from_another_session() {
             .status(),
         403
     );
-    let own: Value = client
-        .get(gw.url("/.sessiongate/sessions"))
-        .bearer_auth(&home)
-        .header("accept", "application/json")
-        .header("x-forwarded-for", IP_LONDON)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let own = send_json(self_service(
+        &gw,
+        Method::GET,
+        "/.sessiongate/sessions",
+        &home,
+        IP_LONDON,
+    ))
+    .await;
     let listed = own["sessions"].as_array().unwrap();
     let flagged = listed
         .iter()
@@ -333,12 +301,8 @@ async fn refused_new_location_until_confirmed_from_another_session() {
     assert_eq!(flagged["new_location"], true);
 
     // Confirmed from the home session: the abroad session works.
-    let resp = client
-        .post(gw.url("/.sessiongate/sessions/abroad/confirm"))
-        .bearer_auth(&home)
-        .header("accept", "application/json")
+    let resp = self_service(&gw, Method::POST, confirm, &home, IP_LONDON)
         .header("x-csrf-token", own["csrf_token"].as_str().unwrap())
-        .header("x-forwarded-for", IP_LONDON)
         .send()
         .await
         .unwrap();
@@ -349,7 +313,7 @@ async fn refused_new_location_until_confirmed_from_another_session() {
             .status(),
         200
     );
-    let audit: Value = admin_get(&gw, "/v1/audit").await.json().await.unwrap();
+    let audit = gw.admin_json("/v1/audit").await;
     assert!(audit["entries"].as_array().unwrap().iter().any(|e| {
         e["action"] == "confirm_location"
             && e["actor"] == "user:gina"
@@ -377,15 +341,38 @@ fn sid_of(token: &str) -> String {
     claims["sid"].as_str().unwrap().to_string()
 }
 
+/// `home` is seen from London, then `abroad` from São Paulo, a new country
+/// for the user; answers the response to `abroad`.
+async fn home_then_abroad(gw: &Gateway, home: &str, abroad: &str) -> reqwest::Response {
+    assert_eq!(
+        get_as(gw, "/", home, CHROME_WINDOWS, IP_LONDON)
+            .await
+            .status(),
+        200
+    );
+    get_as(gw, "/", abroad, SAFARI_IPHONE, IP_SAO_PAULO).await
+}
+
+/// A request for JSON to a self-service path with `token`, from address `ip`.
+fn self_service(
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    token: &str,
+    ip: &str,
+) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, gw.url(path))
+        .bearer_auth(token)
+        .header("accept", "application/json")
+        .header("x-forwarded-for", ip)
+}
+
 /// GET the self-service page as JSON, from the token's own device.
 async fn my_sessions(gw: &Gateway, token: &str) -> Value {
     let (ua, ip) = device_of(&sid_of(token));
-    let resp = reqwest::Client::new()
-        .get(gw.url("/.sessiongate/sessions"))
-        .bearer_auth(token)
-        .header("accept", "application/json")
+    let resp = self_service(gw, Method::GET, "/.sessiongate/sessions", token, ip)
         .header("user-agent", ua)
-        .header("x-forwarded-for", ip)
         .send()
         .await
         .unwrap();
@@ -393,14 +380,19 @@ async fn my_sessions(gw: &Gateway, token: &str) -> Value {
     resp.json().await.unwrap()
 }
 
+/// The ids of the sessions the self-service page lists to `token`, in order.
+async fn listed_ids(gw: &Gateway, token: &str) -> Vec<String> {
+    my_sessions(gw, token).await["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 async fn post(gw: &Gateway, path: &str, token: &str, csrf: Option<&str>) -> reqwest::Response {
     let (ua, ip) = device_of(&sid_of(token));
-    let mut req = reqwest::Client::new()
-        .post(gw.url(path))
-        .bearer_auth(token)
-        .header("accept", "application/json")
-        .header("user-agent", ua)
-        .header("x-forwarded-for", ip);
+    let mut req = self_service(gw, Method::POST, path, token, ip).header("user-agent", ua);
     if let Some(c) = csrf {
         req = req.header("x-csrf-token", c);
     }
@@ -537,12 +529,7 @@ async fn self_service_lists_revokes_and_logs_out_others() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["session_id"], "phone");
     assert_eq!(gw.get("/", &phone).await.status(), 401);
-    let ids: Vec<String> = my_sessions(&gw, &laptop).await["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["session_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = listed_ids(&gw, &laptop).await;
     assert_eq!(ids, vec!["laptop", "tablet"]);
 
     // Log out all others: the current session survives.
@@ -556,16 +543,11 @@ async fn self_service_lists_revokes_and_logs_out_others() {
         200,
         "other users untouched"
     );
-    let ids: Vec<String> = my_sessions(&gw, &laptop).await["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["session_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = listed_ids(&gw, &laptop).await;
     assert_eq!(ids, vec!["laptop"]);
 
     // Every action is in the audit trail with the user as actor.
-    let audit: Value = admin_get(&gw, "/v1/audit").await.json().await.unwrap();
+    let audit = gw.admin_json("/v1/audit").await;
     let entries = audit["entries"].as_array().unwrap();
     assert!(entries.iter().any(|e| e["action"] == "revoke_session"
         && e["actor"] == "user:hana"
@@ -606,15 +588,12 @@ async fn self_service_forms_work_without_javascript() {
         "/.sessiongate/sessions?done=logged_out"
     );
     // The page it leads back to says what happened.
-    let page = reqwest::Client::new()
-        .get(gw.url("/.sessiongate/sessions?done=logged_out"))
-        .bearer_auth(&laptop)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = send_text(
+        reqwest::Client::new()
+            .get(gw.url("/.sessiongate/sessions?done=logged_out"))
+            .bearer_auth(&laptop),
+    )
+    .await;
     assert!(page.contains("That device was logged out"));
     assert_eq!(gw.get("/", &phone).await.status(), 401);
 
@@ -691,14 +670,7 @@ async fn geoip_database_is_reloaded_when_it_changes() {
 
     // Replace the file atomically with the flat database (Manchester).
     let other = flat_city_database(dir.path());
-    let later = std::time::SystemTime::now() + Duration::from_secs(5);
-    std::fs::File::options()
-        .write(true)
-        .open(&other)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
-    std::fs::rename(&other, &path).unwrap();
+    replace_file_later(&other, &path, Duration::from_secs(5));
     assert_eventually!(
         {
             // A new session each time: a known one keeps its looked-up place.
@@ -722,7 +694,8 @@ async fn geoip_database_is_reloaded_when_it_changes() {
 }
 
 /// Monitor mode refuses nothing, a new location included: neither the app
-/// nor the self-service page turns the flagged session away.
+/// nor the self-service page turns the flagged session away; the app sees
+/// the label the refusal would have had.
 #[tokio::test]
 async fn monitor_mode_flags_a_new_location_without_refusing() {
     let up = TestUpstream::start();
@@ -733,26 +706,26 @@ async fn monitor_mode_flags_a_new_location_without_refusing() {
     let gw = Gateway::start(cfg).await;
     let home = hs256(&claims("hal", "home"));
     let abroad = hs256(&claims("hal", "abroad"));
-    assert_eq!(
-        get_as(&gw, "/", &home, CHROME_WINDOWS, IP_LONDON)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        get_as(&gw, "/", &abroad, SAFARI_IPHONE, IP_SAO_PAULO)
-            .await
-            .status(),
-        200
-    );
+    // Forwarded under the label the refusal would have had, and counted.
+    let resp = home_then_abroad(&gw, &home, &abroad).await;
+    assert_eq!(resp.status(), 200);
+    let echoed: Value = resp.json().await.unwrap();
+    assert_eq!(echoed["headers"]["x-sessiongate-decision"], "new_location");
+    gw.metric_reaches(
+        r#"sessiongate_requests_total{decision="new_location"}"#,
+        1.0,
+    )
+    .await;
     assert_eq!(session_json(&gw, "abroad").await["new_location"], true);
-    let page = reqwest::Client::new()
-        .get(gw.url("/.sessiongate/sessions"))
-        .bearer_auth(&abroad)
-        .header("accept", "application/json")
-        .header("x-forwarded-for", IP_SAO_PAULO)
-        .send()
-        .await
-        .unwrap();
+    let page = self_service(
+        &gw,
+        Method::GET,
+        "/.sessiongate/sessions",
+        &abroad,
+        IP_SAO_PAULO,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(page.status(), 200);
 }

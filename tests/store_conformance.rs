@@ -257,7 +257,9 @@ async fn expired_revocations_are_not_loaded_and_are_purged() {
             "{name}: expired, not loaded"
         );
         store.purge_expired(later).await?;
-        let recent = store.recent_revocations(100).await?;
+        let recent = store
+            .recent_revocations(100, sessiongate::clock::now_s())
+            .await?;
         assert!(
             recent
                 .iter()
@@ -399,7 +401,9 @@ async fn the_change_log_hands_over_what_came_after_the_cursor() {
             .changes_since(&changes.cursor, Duration::from_millis(100))
             .await?;
         assert!(none.revocations.is_empty(), "{name}: the cursor moved on");
-        let recent = store.recent_revocations(2).await?;
+        let recent = store
+            .recent_revocations(2, sessiongate::clock::now_s())
+            .await?;
         assert_eq!(recent.len(), 2, "{name}: limit");
         assert!(
             matches!(&recent[0], Revocation::User(u) if u.user_id == "erin"),

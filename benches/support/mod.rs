@@ -1,15 +1,98 @@
 //! What the process-level benches share: the test harness
 //! (`tests/common`: free loopback ports, tokens, a real upstream, Redis),
 //! child processes stopped (by PID) when dropped, and starting the release
-//! gateway with a readiness wait.
+//! gateway with a readiness wait, and what more than one bench does with
+//! it: a runtime, sizes from the environment, tokens, revocations through
+//! the admin API, WebSockets through the proxy, the metrics page.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
 #[path = "../../tests/common/mod.rs"]
 pub mod common;
 pub use common::free_port;
+
+/// A WebSocket client connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A multi-threaded Tokio runtime with every driver enabled.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The environment variable `name` parsed, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// An HS256 token for `sub` and `sid`, signed with `secret`, valid 1 h from now.
+pub fn hs256_token(secret: &str, sub: &str, sid: &str) -> String {
+    let now = common::now();
+    common::sign_with(
+        jsonwebtoken::Algorithm::HS256,
+        None,
+        &serde_json::json!({"sub": sub, "sid": sid, "iat": now, "exp": now + 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
+/// `DELETE /v1/sessions/{sid}` on the admin listener `admin` with `token`;
+/// asserts it was acknowledged (200).
+pub async fn revoke(client: &reqwest::Client, admin: u16, token: &str, sid: &str) {
+    let r = client
+        .delete(format!("http://127.0.0.1:{admin}/v1/sessions/{sid}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The `/metrics` page of the admin listener `admin`.
+pub async fn metrics_text(admin: u16) -> String {
+    common::send_text(reqwest::Client::new().get(format!("http://127.0.0.1:{admin}/metrics"))).await
+}
+
+/// Opens a WebSocket on `/ws` through the proxy listener `proxy`, with
+/// `token` as its bearer token.
+pub async fn open_websocket(proxy: u16, token: &str) -> Ws {
+    let mut req = format!("ws://127.0.0.1:{proxy}/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    ws
+}
+
+/// Accepts a WebSocket on `s` in a new task and holds it open until the
+/// client closes it.
+pub fn hold_websocket(s: TcpStream) {
+    tokio::spawn(async move {
+        if let Ok(mut ws) = tokio_tungstenite::accept_async(s).await {
+            while let Some(Ok(m)) = ws.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
+        }
+    });
+}
 
 /// A child process, killed and reaped on drop.
 pub struct Proc(pub Child);

@@ -15,12 +15,14 @@ use subtle::ConstantTimeEq;
 
 use crate::authority::{Actor, Authority, Readiness};
 use crate::clock;
+use crate::idp::keys::{IdpKeys, KeysFrom};
 use crate::metrics::Metrics;
 use crate::revocation::RevocationView;
 use crate::sessions::{self, SessionInfo, SessionRegistry};
 
 mod input;
 pub mod page;
+pub mod receivers;
 pub mod selfservice;
 
 use crate::enforcement::Refusal;
@@ -54,6 +56,8 @@ pub struct AdminApp {
     token_digest: Option<[u8; 32]>,
     /// The listener's own address, a `Host` always accepted.
     listener: std::net::SocketAddr,
+    /// The IdP's keys, for `/readyz` and `sessiongate_jwks_age_seconds`.
+    idp: Option<Arc<IdpKeys>>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -128,7 +132,14 @@ impl AdminApp {
             readiness,
             token_digest: token.map(|t| digest(t.as_bytes())),
             listener,
+            idp: None,
         }
+    }
+
+    /// The same, reporting the IdP's keys in `/readyz` and `/metrics`.
+    pub fn with_idp(mut self, idp: Option<Arc<IdpKeys>>) -> AdminApp {
+        self.idp = idp;
+        self
     }
 
     /// Without an admin token (loopback only), only requests naming this
@@ -198,11 +209,17 @@ impl AdminApp {
             }
             "/metrics" => {
                 return match method {
-                    Method::GET | Method::HEAD => Ok(bytes_response(
-                        StatusCode::OK,
-                        "text/plain; version=0.0.4",
-                        self.metrics.render(),
-                    )),
+                    Method::GET | Method::HEAD => {
+                        if let Some(age) = self.idp.as_ref().and_then(|i| i.age_s(clock::now_ms()))
+                        {
+                            self.metrics.jwks_age_seconds.set(age);
+                        }
+                        Ok(bytes_response(
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4",
+                            self.metrics.render(),
+                        ))
+                    }
                     _ => method_not_allowed("GET, HEAD"),
                 }
             }
@@ -292,8 +309,39 @@ impl AdminApp {
                 &json!({"status": "not_ready", "reason": "revocation set not loaded yet"}),
             );
         }
+        // Without the IdP's keys every token would be refused: not ready.
+        // With only the cached copy (the IdP down since start-up), ready,
+        // and the body says so.
+        let mut idp_note = None;
+        if let Some(idp) = &self.idp {
+            let status = idp.status();
+            match status.from {
+                KeysFrom::Nowhere => {
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"status": "not_ready", "reason": format!(
+                            "no keys from the identity provider yet: {}",
+                            status.last_error.as_deref().unwrap_or("fetching")
+                        )}),
+                    )
+                }
+                KeysFrom::Cache => {
+                    idp_note = Some(format!(
+                        "identity provider unreachable; using its cached keys ({})",
+                        status.last_error.as_deref().unwrap_or("fetching")
+                    ))
+                }
+                KeysFrom::Idp => {}
+            }
+        }
         match self.authority.store().ping().await {
-            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Ok(()) => match idp_note {
+                None => json_response(StatusCode::OK, &json!({"status": "ready"})),
+                Some(note) => json_response(
+                    StatusCode::OK,
+                    &json!({"status": "ready", "idp": "cached_keys", "reason": note}),
+                ),
+            },
             Err(e) => {
                 self.metrics.store_errors.inc();
                 json_response(

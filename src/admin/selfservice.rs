@@ -20,6 +20,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::page::{self, Notice, PageData};
+use super::receivers::Receivers;
 use crate::authority::{Actor, Authority};
 use crate::clock;
 use crate::enforcement::{Decision, Enforcer, Forbidden, Outcome, Refusal};
@@ -217,6 +218,7 @@ pub struct SelfService {
     authority: Arc<Authority>,
     csrf_key: tokio::sync::OnceCell<hmac::Key>,
     login_url: Option<HeaderValue>,
+    receivers: Option<Receivers>,
 }
 
 impl std::fmt::Debug for SelfService {
@@ -246,7 +248,14 @@ impl SelfService {
             authority,
             csrf_key: tokio::sync::OnceCell::new(),
             login_url,
+            receivers: None,
         }
+    }
+
+    /// The same, answering the IdP's receivers' paths with `receivers`.
+    pub fn with_receivers(mut self, receivers: Receivers) -> SelfService {
+        self.receivers = Some(receivers);
+        self
     }
 
     async fn csrf_key(&self) -> Result<&hmac::Key, crate::store::StoreError> {
@@ -299,6 +308,11 @@ impl SelfService {
 
     /// Answers one self-service request.
     pub async fn handle(&self, req: &Request<'_>) -> Response {
+        if let Some(receivers) = &self.receivers {
+            if let Some(resp) = receivers.handle(req).await {
+                return resp;
+            }
+        }
         let route = match route(req.method, req.path) {
             Ok(r) => r,
             Err(refusal) => return error(req.headers, &refusal, None),

@@ -52,6 +52,15 @@ impl Actor {
             ip,
         }
     }
+
+    /// An identity provider (`idp:<iss>`, back-channel logout) or a Shared
+    /// Signals transmitter (`ssf:<iss>`): `kind` is `idp` or `ssf`.
+    pub fn issuer(kind: &str, iss: &str, ip: Option<String>) -> Actor {
+        Actor {
+            name: format!("{kind}:{iss}"),
+            ip,
+        }
+    }
 }
 
 /// Takes and applies revocations: written to the store first, then to the
@@ -286,8 +295,24 @@ impl Authority {
         reason: &str,
         actor: &Actor,
     ) -> Result<UserCutoff, StoreError> {
+        self.revoke_user_issued_before(user_id, except, None, reason, actor)
+            .await
+    }
+
+    /// [`Authority::revoke_user`] for an event that happened at `at_s`
+    /// (UNIX seconds; a Shared Signals `event_timestamp`): tokens issued
+    /// before it are cut off, never later than now. `None`: now.
+    pub async fn revoke_user_issued_before(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        at_s: Option<i64>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<UserCutoff, StoreError> {
         let now_ms = self.clock.now_ms();
-        let not_before = now_ms.div_euclid(1000) + 1;
+        let now_s = now_ms.div_euclid(1000);
+        let not_before = at_s.map_or(now_s, |at| at.min(now_s)) + 1;
         let cutoff = UserCutoff {
             user_id: user_id.to_string(),
             not_before,

@@ -2,8 +2,10 @@
 //! every other module consumes. A bad file never starts a gateway: loading
 //! answers a [`ConfigError`] naming the file, the line and the key.
 
+mod idp;
 pub mod locate;
 pub mod raw;
+mod token;
 mod validate;
 
 use std::fmt;
@@ -86,6 +88,10 @@ pub struct Config {
     pub geoip: Geoip,
     /// `[sessions]`.
     pub sessions: Sessions,
+    /// `[idp]`, when set.
+    pub idp: Option<IdpConfig>,
+    /// `[ssf]`, when set.
+    pub ssf: Option<SsfConfig>,
 }
 
 /// `[listen]`: the proxy and admin listeners and the process around them.
@@ -147,6 +153,7 @@ pub struct Upstream {
     pub x_forwarded: bool,
 }
 
+pub use crate::idp::settings::{IdpConfig, SsfConfig};
 pub use crate::token::settings::{KeyConfig, KeyMaterial, TokenConfig, TokenSource};
 
 /// `enforcement.mode`.

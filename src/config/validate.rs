@@ -4,7 +4,7 @@
 
 use super::*;
 
-fn resolve(dir: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -22,7 +22,7 @@ fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, KeyError> {
     })
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub(super) fn non_empty(s: String) -> Option<String> {
     if s.is_empty() {
         None
     } else {
@@ -55,14 +55,43 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
             ),
         ));
     }
+    let idp = match raw.idp {
+        Some(raw) => Some(IdpConfig::try_from(InDir { raw, dir })?),
+        None => None,
+    };
+    let mut token = TokenConfig::try_from(InDir {
+        raw: raw.token,
+        dir,
+    })?;
+    match &idp {
+        None if token.keys.is_empty() => {
+            return Err(KeyError::new(
+                "token.keys",
+                "at least one [[token.keys]] entry is required (or an [idp] to fetch keys from)",
+            ))
+        }
+        Some(idp) => {
+            // The IdP's tokens are checked against the IdP: its issuer and
+            // its client ids, unless [token] says otherwise.
+            if token.issuer.is_none() {
+                token.issuer = idp.issuer.clone();
+            }
+            if token.audiences.is_empty() {
+                token.audiences = idp.audiences.clone();
+            }
+        }
+        None => {}
+    }
     Ok(Config {
         file: file.to_path_buf(),
         listen,
         upstream: Upstream::try_from(raw.upstream)?,
-        token: TokenConfig::try_from(InDir {
-            raw: raw.token,
-            dir,
-        })?,
+        token,
+        idp,
+        ssf: match raw.ssf {
+            Some(raw) => Some(SsfConfig::try_from(InDir { raw, dir })?),
+            None => None,
+        },
         enforcement: Enforcement::try_from(raw.enforcement)?,
         admin,
         store: StoreConfig::try_from(InDir {
@@ -79,8 +108,8 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
 
 /// A raw section with the directory its relative paths are read from.
 pub(super) struct InDir<'a, T> {
-    raw: T,
-    dir: &'a Path,
+    pub(super) raw: T,
+    pub(super) dir: &'a Path,
 }
 
 impl TryFrom<InDir<'_, raw::RawListen>> for Listen {
@@ -365,116 +394,13 @@ fn upstream(raw: raw::RawUpstream) -> Result<Upstream, KeyError> {
     })
 }
 
-impl TryFrom<InDir<'_, raw::RawToken>> for TokenConfig {
-    type Error = KeyError;
-
-    fn try_from(InDir { raw, dir }: InDir<'_, raw::RawToken>) -> Result<Self, KeyError> {
-        token(raw, dir)
-    }
-}
-
-fn token(raw: raw::RawToken, dir: &Path) -> Result<TokenConfig, KeyError> {
-    if raw.sources.is_empty() {
-        return Err(KeyError::new("token.sources", "needs at least one source"));
-    }
-    let mut sources = Vec::new();
-    for (i, s) in raw.sources.iter().enumerate() {
-        let key = format!("token.sources[{i}]");
-        let source = match s.split_once(':') {
-            Some(("header", name)) if name.eq_ignore_ascii_case("authorization") => {
-                TokenSource::Bearer
-            }
-            Some(("header", name)) if !name.is_empty() => {
-                let lower = name.to_ascii_lowercase();
-                let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
-                    KeyError::new(&key, format!("{name:?} is not a valid header name"))
-                })?;
-                TokenSource::Header(header)
-            }
-            Some(("cookie", name))
-                if !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) =>
-            {
-                TokenSource::Cookie(name.to_string())
-            }
-            _ => {
-                return Err(KeyError::new(
-                    key,
-                    format!("{s:?} is not header:authorization, header:NAME or cookie:NAME"),
-                ))
-            }
-        };
-        sources.push(source);
-    }
-    if raw.session_claim.is_empty() {
-        return Err(KeyError::new("token.session_claim", "must not be empty"));
-    }
-    if raw.user_claim.is_empty() {
-        return Err(KeyError::new("token.user_claim", "must not be empty"));
-    }
-    if raw.max_token_bytes < 16 {
-        return Err(KeyError::new(
-            "token.max_token_bytes",
-            format!("{} is too small for any token", raw.max_token_bytes),
-        ));
-    }
-    // Both end up in expiry times stored in Redis (EXAT) and SQLite.
-    positive_secs("token.max_session_lifetime_s", raw.max_session_lifetime_s)?;
-    if raw.leeway_s > MAX_INTERVAL_S {
-        return Err(KeyError::new(
-            "token.leeway_s",
-            format!(
-                "must be at most {MAX_INTERVAL_S} seconds, not {}",
-                raw.leeway_s
-            ),
-        ));
-    }
-    if raw.keys.is_empty() {
-        return Err(KeyError::new(
-            "token.keys",
-            "at least one [[token.keys]] entry is required",
-        ));
-    }
-    let mut keys = Vec::new();
-    for (i, k) in raw.keys.into_iter().enumerate() {
-        keys.push(validate_key(i, k, dir)?);
-    }
-    let config = TokenConfig {
-        sources,
-        session_claim: raw.session_claim,
-        user_claim: raw.user_claim,
-        issuer: non_empty(raw.issuer),
-        audience: non_empty(raw.audience),
-        leeway_s: raw.leeway_s,
-        max_token_bytes: raw.max_token_bytes,
-        max_session_lifetime_s: raw.max_session_lifetime_s,
-        require_exp: raw.require_exp,
-        cache_entries: raw.cache_entries,
-        jwks_reload: positive_secs("token.jwks_reload_s", raw.jwks_reload_s)?,
-        keys,
-    };
-    // Load every key once now, so that a bad PEM or JWKS file is a config error.
-    let loaded = crate::token::KeySet::load(&config.keys)
-        .map_err(|e| KeyError::new(format!("token.keys[{}].{}", e.index, e.field), e.message))?;
-    if loaded.is_empty() {
-        let skipped: Vec<&str> = loaded.skipped().iter().map(|k| k.reason.as_str()).collect();
-        return Err(KeyError::new(
-            "token.keys",
-            format!("no usable key (skipped: {})", skipped.join("; ")),
-        ));
-    }
-    Ok(config)
-}
-
 /// Longest interval a `*_s` key takes: ten years (also keeps every
 /// derived millisecond count far from overflow).
-const MAX_INTERVAL_S: u64 = 10 * 365 * 24 * 3600;
+pub(super) const MAX_INTERVAL_S: u64 = 10 * 365 * 24 * 3600;
 
 /// A number of seconds from 1 to [`MAX_INTERVAL_S`]; anything else is
 /// refused with the key named (never clamped).
-fn positive_secs(key: &str, value: u64) -> Result<Duration, KeyError> {
+pub(super) fn positive_secs(key: &str, value: u64) -> Result<Duration, KeyError> {
     if value == 0 || value > MAX_INTERVAL_S {
         return Err(KeyError::new(
             key,
@@ -496,100 +422,4 @@ fn positive_ms(key: &str, value: u64) -> Result<Duration, KeyError> {
         ));
     }
     Ok(Duration::from_millis(value))
-}
-
-fn validate_key(i: usize, k: RawKey, dir: &Path) -> Result<KeyConfig, KeyError> {
-    let at = |field: &str| format!("token.keys[{i}].{field}");
-    let algorithm = if k.algorithm.is_empty() {
-        None
-    } else {
-        let alg: Algorithm = k.algorithm.parse().map_err(|_| {
-            KeyError::new(
-                at("algorithm"),
-                format!(
-                    "unknown algorithm {:?} (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)",
-                    k.algorithm
-                ),
-            )
-        })?;
-        Some(alg)
-    };
-    let given = [
-        k.secret.is_some(),
-        k.secret_env.is_some(),
-        k.secret_base64.is_some(),
-        k.public_key_file.is_some(),
-        k.jwks_file.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if given != 1 {
-        return Err(KeyError::new(
-            format!("token.keys[{i}]"),
-            "needs exactly one of secret, secret_env, secret_base64, public_key_file, jwks_file",
-        ));
-    }
-    let family = algorithm.map(|a| a.family());
-    let material = if let Some(s) = k.secret {
-        KeyMaterial::Secret(s.into_bytes())
-    } else if let Some(var) = k.secret_env {
-        match std::env::var(&var) {
-            Ok(v) if !v.is_empty() => KeyMaterial::Secret(v.into_bytes()),
-            _ => {
-                return Err(KeyError::new(
-                    at("secret_env"),
-                    format!("environment variable {var:?} is not set or empty"),
-                ))
-            }
-        }
-    } else if let Some(b) = k.secret_base64 {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b.trim())
-            .map_err(|e| KeyError::new(at("secret_base64"), format!("not standard base64: {e}")))?;
-        KeyMaterial::Secret(bytes)
-    } else if let Some(p) = k.public_key_file {
-        KeyMaterial::PublicKeyFile(resolve(dir, &p))
-    } else if let Some(p) = k.jwks_file {
-        KeyMaterial::JwksFile(resolve(dir, &p))
-    } else {
-        unreachable!("exactly one material was counted above")
-    };
-    match (&material, family) {
-        (KeyMaterial::Secret(s), Some(AlgorithmFamily::Hmac)) if s.is_empty() => {
-            return Err(KeyError::new(at("secret"), "must not be empty"));
-        }
-        (KeyMaterial::Secret(_), Some(AlgorithmFamily::Hmac)) => {}
-        (KeyMaterial::Secret(_), _) => {
-            return Err(KeyError::new(
-                at("algorithm"),
-                format!(
-                    "a secret needs an HMAC algorithm (HS256, HS384, HS512), not {:?}",
-                    k.algorithm
-                ),
-            ))
-        }
-        (KeyMaterial::PublicKeyFile(_), None) => {
-            return Err(KeyError::new(
-                at("algorithm"),
-                "required with public_key_file",
-            ))
-        }
-        (KeyMaterial::PublicKeyFile(_), Some(AlgorithmFamily::Hmac)) => {
-            return Err(KeyError::new(
-                at("algorithm"),
-                format!(
-                    "{:?} is an HMAC algorithm; a public key needs RS*, PS*, ES* or EdDSA",
-                    k.algorithm
-                ),
-            ))
-        }
-        _ => {}
-    }
-    Ok(KeyConfig {
-        algorithm,
-        kid: non_empty(k.kid),
-        material,
-    })
 }

@@ -126,6 +126,20 @@ pub enum Refusal {
     MethodNotAllowed(&'static str),
     /// A self-service action the session may not take: 403.
     Forbidden(Forbidden),
+    /// A logout token that fails a check (what is wrong named): 400
+    /// `invalid_request` (OIDC Back-Channel Logout 2.8).
+    InvalidLogoutToken(String),
+    /// The IdP's keys are not known yet (neither fetched nor cached): 503
+    /// `temporarily_unavailable`, with `Retry-After`.
+    KeysUnavailable,
+    /// A Security Event Token refused (RFC 8935 2.3): 400 with the body
+    /// `{"err": code, "description": ...}` that RFC defines.
+    SetRefused {
+        /// The RFC 8935 error code.
+        err: &'static str,
+        /// What is wrong.
+        description: String,
+    },
 }
 
 /// Why a self-service action is refused to an authenticated session.
@@ -175,6 +189,9 @@ impl Refusal {
         }
         match self {
             Refusal::PayloadTooLarge(_) => "payload_too_large",
+            Refusal::InvalidLogoutToken(_) => "invalid_request",
+            Refusal::SetRefused { err, .. } => err,
+            Refusal::KeysUnavailable => "temporarily_unavailable",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::StoreFailed(_) => "store_unavailable",
             Refusal::AdminUnauthorized => "unauthorized",
@@ -200,8 +217,13 @@ impl Refusal {
             | Refusal::Revoked(_)
             | Refusal::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             Refusal::NewLocation | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-            Refusal::StoreUnavailable | Refusal::StoreFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::InvalidRequest(_) | Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::StoreUnavailable | Refusal::StoreFailed(_) | Refusal::KeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::InvalidRequest(_)
+            | Refusal::BadRequest(_)
+            | Refusal::InvalidLogoutToken(_)
+            | Refusal::SetRefused { .. } => StatusCode::BAD_REQUEST,
             Refusal::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Refusal::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
@@ -232,7 +254,12 @@ impl Refusal {
                 "without an admin token, only requests to localhost or a loopback address \
                  are answered"
             }
-            Refusal::BadRequest(e) => return Cow::Owned(e.clone()),
+            Refusal::BadRequest(e)
+            | Refusal::InvalidLogoutToken(e)
+            | Refusal::SetRefused { description: e, .. } => return Cow::Owned(e.clone()),
+            Refusal::KeysUnavailable => {
+                "the identity provider's keys are not known yet; try again later"
+            }
             Refusal::NotFound(what) => return what.clone(),
             Refusal::MethodNotAllowed(allow) => return Cow::Owned(format!("allowed: {allow}")),
             Refusal::Forbidden(Forbidden::NoUser) => {
@@ -290,6 +317,9 @@ impl Refusal {
                 })
                 .to_string(),
             ),
+            Refusal::SetRefused { err, description } => {
+                Bytes::from(json!({"err": err, "description": description}).to_string())
+            }
             _ => error_body(self.code(), Some(&self.description())),
         }
     }
@@ -311,7 +341,7 @@ impl Refusal {
             _ => {}
         }
         match self {
-            Refusal::StoreUnavailable | Refusal::StoreFailed(_) => {
+            Refusal::StoreUnavailable | Refusal::StoreFailed(_) | Refusal::KeysUnavailable => {
                 headers.push((http::header::RETRY_AFTER, HeaderValue::from_static("1")))
             }
             Refusal::MethodNotAllowed(allow) => {
@@ -339,204 +369,5 @@ pub fn error_body(code: &str, description: Option<&str>) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::token::extract::CredentialError;
-
-    /// One row per refusal: status, code, challenge, extra header, whether
-    /// a browser is sent to the login page instead.
-    #[test]
-    fn every_refusal_is_mapped_once() {
-        let login = HeaderValue::from_static("https://app.example/login");
-        type Row = (
-            Refusal,
-            u16,
-            &'static str,
-            Option<&'static str>,
-            Option<&'static str>,
-            bool,
-        );
-        let rows: Vec<Row> = vec![
-            (
-                Refusal::MissingToken,
-                401,
-                "missing_token",
-                Some("realm=\"sessiongate\""),
-                None,
-                true,
-            ),
-            (
-                Refusal::InvalidToken(TokenError::BadSignature),
-                401,
-                "invalid_token",
-                Some("error=\"invalid_token\""),
-                None,
-                true,
-            ),
-            (
-                Refusal::Expired,
-                401,
-                "token_expired",
-                Some("error=\"invalid_token\""),
-                None,
-                true,
-            ),
-            (
-                Refusal::Revoked(Revoked {
-                    revoked_at_ms: 0,
-                    reason: "".into(),
-                }),
-                401,
-                "session_revoked",
-                Some("error=\"invalid_token\""),
-                None,
-                true,
-            ),
-            (Refusal::NewLocation, 403, "new_location", None, None, false),
-            (
-                Refusal::StoreUnavailable,
-                503,
-                "store_unavailable",
-                None,
-                Some("retry-after"),
-                false,
-            ),
-            (
-                Refusal::InvalidRequest(CredentialError::DuplicateAuthorization),
-                400,
-                "invalid_request",
-                Some("error=\"invalid_request\""),
-                None,
-                false,
-            ),
-            (
-                Refusal::PayloadTooLarge(16),
-                413,
-                "payload_too_large",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::UpstreamUnavailable,
-                502,
-                "upstream_unavailable",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::StoreFailed("down".into()),
-                503,
-                "store_unavailable",
-                None,
-                Some("retry-after"),
-                false,
-            ),
-            (
-                Refusal::AdminUnauthorized,
-                401,
-                "unauthorized",
-                Some("realm=\"sessiongate-admin\""),
-                None,
-                false,
-            ),
-            (
-                Refusal::MisdirectedRequest,
-                421,
-                "misdirected_request",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::BadRequest("limit must be 1 to 1000".into()),
-                400,
-                "bad_request",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::NotFound("no such endpoint".into()),
-                404,
-                "not_found",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::MethodNotAllowed("GET, HEAD"),
-                405,
-                "method_not_allowed",
-                None,
-                Some("allow"),
-                false,
-            ),
-            (
-                Refusal::Forbidden(Forbidden::NoUser),
-                403,
-                "no_user",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::Forbidden(Forbidden::CsrfTokenInvalid),
-                403,
-                "csrf_token_invalid",
-                None,
-                None,
-                false,
-            ),
-            (
-                Refusal::Forbidden(Forbidden::ConfirmFromAnotherSession),
-                403,
-                "confirm_from_another_session",
-                None,
-                None,
-                false,
-            ),
-        ];
-        for (refusal, status, code, challenge, extra, redirects) in rows {
-            let r = refusal.render(None, false);
-            assert_eq!(r.status.as_u16(), status, "{refusal:?}");
-            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-            assert_eq!(body["error"], code, "{refusal:?}");
-            assert_eq!(refusal.code(), code, "{refusal:?}");
-            assert_eq!(
-                refusal
-                    .outcome()
-                    .map(Outcome::label)
-                    .is_some_and(|l| l == code),
-                refusal.outcome().is_some()
-            );
-            let h = |name: http::HeaderName| {
-                r.headers
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v.to_str().unwrap().to_string())
-            };
-            match challenge {
-                Some(c) => assert!(
-                    h(http::header::WWW_AUTHENTICATE).unwrap().contains(c),
-                    "{refusal:?}"
-                ),
-                None => assert_eq!(h(http::header::WWW_AUTHENTICATE), None, "{refusal:?}"),
-            }
-            if let Some(extra) = extra {
-                assert!(
-                    h(http::HeaderName::from_static(extra)).is_some(),
-                    "{refusal:?}"
-                );
-            }
-            assert_eq!(h(http::header::CACHE_CONTROL).as_deref(), Some("no-store"));
-            let browser = refusal.render(Some(&login), true);
-            assert_eq!(
-                browser.status == StatusCode::FOUND,
-                redirects,
-                "{refusal:?}"
-            );
-        }
-    }
-}
+#[path = "refusal_tests.rs"]
+mod tests;

@@ -28,7 +28,8 @@ pub(super) struct ClaimsSeed<'a> {
     pub(super) session_claim: &'a str,
     pub(super) user_claim: &'a str,
     pub(super) issuer: Option<&'a str>,
-    pub(super) audience: Option<&'a str>,
+    /// Accepted `aud` values; empty: `aud` is not checked.
+    pub(super) audiences: &'a [Box<str>],
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
@@ -74,11 +75,12 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     let iss = map.next_value::<std::borrow::Cow<'de, str>>()?;
                     c.issuer_ok = Some(iss.as_ref()) == self.issuer;
                 }
-                "aud" if self.audience.is_some() => {
+                "aud" if !self.audiences.is_empty() => {
                     let aud = map.next_value::<Audience>()?;
-                    c.audience_ok = self
-                        .audience
-                        .is_some_and(|want| aud.0.iter().any(|a| a.as_ref() == want));
+                    c.audience_ok = aud
+                        .0
+                        .iter()
+                        .any(|a| self.audiences.iter().any(|want| a.as_ref() == &**want));
                 }
                 k if k == self.session_claim || k == "jti" || k == self.user_claim => {
                     let v = map.next_value::<ClaimString>()?.0.filter(|s| !s.is_empty());

@@ -27,10 +27,65 @@ pub fn verify_signature(keys: &KeySet, token: &[u8]) -> Result<(), TokenError> {
     check_signature(keys, token).map(|_| ())
 }
 
+/// Which `typ` header a JWS may carry.
+#[derive(Debug, Clone, Copy)]
+pub enum Typ {
+    /// An access token: any `typ` but those of logout tokens and security
+    /// event tokens (RFC 8725 3.11).
+    AccessToken,
+    /// One of these (compared case-insensitively, with or without the
+    /// `application/` prefix); `required`: a JWS without `typ` is refused.
+    OneOf(&'static [&'static str], bool),
+}
+
+/// A JWS whose signature verified with one of the keys given.
+pub struct VerifiedJws {
+    /// The payload, decoded.
+    pub payload: Vec<u8>,
+    /// The header's `kid`, when it had one.
+    pub kid: Option<String>,
+}
+
+/// Checks a compact JWS against `keys` and the `typ` rule: shape, header,
+/// algorithm, `kid`, signature (the receivers of logout tokens and SETs).
+/// `WrongType` for a `typ` outside the rule.
+pub fn verify_jws(keys: &KeySet, token: &[u8], typ: Typ) -> Result<VerifiedJws, TokenError> {
+    let (kid, signed) = check(keys, token, typ)?;
+    Ok(VerifiedJws {
+        payload: signed.payload,
+        kid,
+    })
+}
+
 pub(super) fn check_signature<'t>(
     keys: &KeySet,
     token: &'t [u8],
 ) -> Result<Signed<'t>, TokenError> {
+    check(keys, token, Typ::AccessToken).map(|(_, s)| s)
+}
+
+fn typ_allowed(typ: Option<&str>, rule: Typ) -> bool {
+    match (rule, typ) {
+        (Typ::AccessToken, t) => {
+            !t.is_some_and(|t| NOT_ACCESS_TOKENS.iter().any(|n| t.eq_ignore_ascii_case(n)))
+        }
+        (Typ::OneOf(_, required), None) => !required,
+        (Typ::OneOf(names, _), Some(t)) => {
+            let t = if t.len() > 12 && t[..12].eq_ignore_ascii_case("application/") {
+                &t[12..]
+            } else {
+                t
+            };
+            names.iter().any(|n| t.eq_ignore_ascii_case(n))
+        }
+    }
+}
+
+fn check<'t>(
+    keys: &KeySet,
+    token: &'t [u8],
+    typ: Typ,
+) -> Result<(Option<String>, Signed<'t>), TokenError> {
     let (header_b64, payload_b64, signature_b64) = split(token)?;
     let header_json = URL_SAFE_NO_PAD
         .decode(header_b64)
@@ -40,11 +95,7 @@ pub(super) fn check_signature<'t>(
         // RFC 7515 4.1.11: extensions we do not understand must be refused.
         return Err(TokenError::UnsupportedAlgorithm);
     }
-    if header
-        .typ
-        .as_deref()
-        .is_some_and(|t| NOT_ACCESS_TOKENS.iter().any(|n| t.eq_ignore_ascii_case(n)))
-    {
+    if !typ_allowed(header.typ.as_deref(), typ) {
         return Err(TokenError::WrongType);
     }
     let algorithm =
@@ -66,10 +117,17 @@ pub(super) fn check_signature<'t>(
             let payload = URL_SAFE_NO_PAD
                 .decode(payload_b64)
                 .map_err(|_| TokenError::Malformed)?;
-            return Ok(Signed {
-                signing_input,
-                payload,
-            });
+            // Only the receivers want the kid: no allocation per access token.
+            let kid = matches!(typ, Typ::OneOf(..))
+                .then(|| header.kid.as_deref().map(String::from))
+                .flatten();
+            return Ok((
+                kid,
+                Signed {
+                    signing_input,
+                    payload,
+                },
+            ));
         }
     }
     Err(if any_key {

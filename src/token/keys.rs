@@ -67,10 +67,10 @@ pub struct JwksLoad {
     pub skipped: Vec<SkippedKey>,
 }
 
-/// All keys of the configuration, in config order.
-#[derive(Default)]
+/// All keys of the configuration, in config order. Cloning shares the keys.
+#[derive(Default, Clone)]
 pub struct KeySet {
-    keys: Vec<Key>,
+    keys: Vec<std::sync::Arc<Key>>,
     skipped: Vec<SkippedKey>,
 }
 
@@ -90,11 +90,13 @@ impl KeySet {
                         message: "required".into(),
                     })?;
                     set.keys
-                        .push(hmac_key(algorithm, kid, secret).ok_or(KeyLoadError {
-                            index,
-                            field: "algorithm",
-                            message: format!("{algorithm:?} is not an HMAC algorithm"),
-                        })?);
+                        .push(hmac_key(algorithm, kid, secret).map(Into::into).ok_or(
+                            KeyLoadError {
+                                index,
+                                field: "algorithm",
+                                message: format!("{algorithm:?} is not an HMAC algorithm"),
+                            },
+                        )?);
                 }
                 KeyMaterial::PublicKeyFile(path) => {
                     let algorithm = c.algorithm.ok_or(KeyLoadError {
@@ -107,7 +109,7 @@ impl KeySet {
                         field: "public_key_file",
                         message,
                     })?;
-                    set.keys.push(key);
+                    set.keys.push(key.into());
                 }
                 KeyMaterial::JwksFile(path) => {
                     let error = |message| KeyLoadError {
@@ -180,7 +182,7 @@ impl KeySet {
                 super::jwk::jwk_key(v, configured)
             };
             match checked {
-                Ok(key) => out.keys.keys.push(key),
+                Ok(key) => out.keys.keys.push(key.into()),
                 Err(reason) => out.skipped.push(SkippedKey {
                     kid,
                     reason: format!("keys[{i}]: {reason}"),
@@ -203,13 +205,27 @@ impl KeySet {
         algorithm: Algorithm,
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys.iter().filter(move |k| {
+        self.keys.iter().map(|k| &**k).filter(move |k| {
             k.algorithm == algorithm
                 && match kid {
                     Some(kid) => k.kid.as_deref() == Some(kid),
                     None => true,
                 }
         })
+    }
+
+    /// The keys of `self` followed by those of `other` (the configured keys
+    /// and the IdP's), skipped keys of both kept.
+    pub fn union(&self, other: &KeySet) -> KeySet {
+        KeySet {
+            keys: self.keys.iter().chain(&other.keys).cloned().collect(),
+            skipped: self.skipped.iter().chain(&other.skipped).cloned().collect(),
+        }
+    }
+
+    /// Whether some key has this `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Number of usable keys.

@@ -42,7 +42,7 @@ pub fn mint(
     if let Some(iss) = &config.issuer {
         claims["iss"] = json!(iss);
     }
-    if let Some(aud) = &config.audience {
+    if let Some(aud) = config.audiences.first() {
         claims["aud"] = json!(aud);
     }
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret))

@@ -30,7 +30,7 @@ pub use cache::TokenCache;
 use claims::ClaimsSeed;
 pub use error::TokenError;
 use jws::check_signature;
-pub use jws::verify_signature;
+pub use jws::{verify_jws, verify_signature, Typ, VerifiedJws};
 pub use keys::{KeyLoadError, KeySet};
 use settings::TokenConfig;
 
@@ -110,11 +110,17 @@ struct Keyed {
 /// Verifies tokens against the configured keys and claim rules.
 pub struct Verifier {
     keyed: ArcSwap<Keyed>,
+    /// The two origins of keys: `[[token.keys]]` and the IdP's JWKS; the set
+    /// in use is their union, rebuilt when either changes.
+    parts: std::sync::Mutex<(KeySet, KeySet)>,
+    /// Woken when a token names a `kid` no key has (the IdP may have
+    /// rotated its keys: its JWKS is fetched again, rate-limited).
+    key_miss: Arc<tokio::sync::Notify>,
     cache_entries: usize,
     session_claim: Box<str>,
     user_claim: Box<str>,
     issuer: Option<Box<str>>,
-    audience: Option<Box<str>>,
+    audiences: Box<[Box<str>]>,
     leeway: i64,
     max_lifetime: i64,
     max_token_bytes: usize,
@@ -135,6 +141,8 @@ impl Verifier {
         let keys = KeySet::load(&config.keys)?;
         let cache_entries = config.cache_entries;
         Ok(Verifier {
+            parts: std::sync::Mutex::new((keys.clone(), KeySet::default())),
+            key_miss: Arc::new(tokio::sync::Notify::new()),
             keyed: ArcSwap::from_pointee(Keyed {
                 keys,
                 cache: (cache_entries > 0).then(|| TokenCache::new(cache_entries)),
@@ -143,7 +151,11 @@ impl Verifier {
             session_claim: config.session_claim.as_str().into(),
             user_claim: config.user_claim.as_str().into(),
             issuer: config.issuer.as_deref().map(Box::from),
-            audience: config.audience.as_deref().map(Box::from),
+            audiences: config
+                .audiences
+                .iter()
+                .map(|a| Box::from(a.as_str()))
+                .collect(),
             leeway: config.leeway_s.min(i64::MAX as u64) as i64,
             max_lifetime: config.max_session_lifetime_s.min(i64::MAX as u64) as i64,
             max_token_bytes: config.max_token_bytes,
@@ -156,11 +168,28 @@ impl Verifier {
         f(&self.keyed.load().keys)
     }
 
-    /// Replaces the key set (JWKS reload) with an empty cache: a token
-    /// verified by a key that is gone must be verified again.
+    /// Replaces the configured keys (JWKS file reload), keeping the IdP's.
     pub fn replace_keys(&self, keys: KeySet) {
+        self.replace_part(|parts| parts.0 = keys);
+    }
+
+    /// Replaces the IdP's keys (a JWKS fetched), keeping the configured ones.
+    pub fn replace_idp_keys(&self, keys: KeySet) {
+        self.replace_part(|parts| parts.1 = keys);
+    }
+
+    /// Woken each time a token names a `kid` that no key has.
+    pub fn key_misses(&self) -> Arc<tokio::sync::Notify> {
+        self.key_miss.clone()
+    }
+
+    /// The key set in use becomes the union of the two parts, with an empty
+    /// cache: a token verified by a key that is gone must be verified again.
+    fn replace_part(&self, edit: impl FnOnce(&mut (KeySet, KeySet))) {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        edit(&mut parts);
         self.keyed.store(Arc::new(Keyed {
-            keys,
+            keys: parts.0.union(&parts.1),
             cache: (self.cache_entries > 0).then(|| TokenCache::new(self.cache_entries)),
         }));
     }
@@ -181,7 +210,14 @@ impl Verifier {
             self.check_times(hit.exp, hit.nbf, hit.max_until, now)?;
             return Ok(hit);
         }
-        let verified = Arc::new(self.verify_with(&keyed.keys, token, now)?);
+        let verified = match self.verify_with(&keyed.keys, token, now) {
+            Ok(v) => Arc::new(v),
+            Err(TokenError::NoMatchingKey) => {
+                self.key_miss.notify_one();
+                return Err(TokenError::NoMatchingKey);
+            }
+            Err(e) => return Err(e),
+        };
         cache.insert(token, verified.clone());
         Ok(verified)
     }
@@ -226,7 +262,7 @@ impl Verifier {
             session_claim: &self.session_claim,
             user_claim: &self.user_claim,
             issuer: self.issuer.as_deref(),
-            audience: self.audience.as_deref(),
+            audiences: &self.audiences,
         };
         let mut de = serde_json::Deserializer::from_slice(&payload);
         let claims = seed
@@ -275,7 +311,7 @@ impl Verifier {
         if self.issuer.is_some() && !claims.issuer_ok {
             return Err(TokenError::Issuer);
         }
-        if self.audience.is_some() && !claims.audience_ok {
+        if !self.audiences.is_empty() && !claims.audience_ok {
             return Err(TokenError::Audience);
         }
 
@@ -320,7 +356,7 @@ mod tests {
             session_claim: "sid".into(),
             user_claim: "sub".into(),
             issuer: None,
-            audience: None,
+            audiences: Vec::new(),
             leeway_s: 30,
             max_token_bytes: 8192,
             max_session_lifetime_s: 3600,
@@ -435,7 +471,7 @@ mod tests {
     fn issuer_and_audience() {
         let mut c = config();
         c.issuer = Some("https://id.example".into());
-        c.audience = Some("app".into());
+        c.audiences = vec!["app".into()];
         let v = Verifier::new(&c).unwrap();
         let good =
             mint(json!({"sid":"s","iss":"https://id.example","aud":["x","app"],"exp":NOW+9}));

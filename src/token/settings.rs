@@ -31,8 +31,9 @@ pub struct TokenConfig {
     pub user_claim: String,
     /// `token.issuer`, checked when set.
     pub issuer: Option<String>,
-    /// `token.audience`, checked when set.
-    pub audience: Option<String>,
+    /// `token.audience` (or, without it, `idp.audiences`): a token's `aud`
+    /// must contain one of these; empty: not checked.
+    pub audiences: Vec<String>,
     /// `token.leeway_s`: applies to `exp`, `nbf` and a future `iat`.
     pub leeway_s: u64,
     /// `token.max_token_bytes`: longer tokens are `invalid_token`.

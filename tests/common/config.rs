@@ -27,6 +27,9 @@ pub struct GatewayConfig {
     pub store: Vec<String>,
     /// Raw TOML appended at the end (more tables).
     pub extra: String,
+    /// Environment variables of the gateway process (secrets named by
+    /// `*_env` keys).
+    pub env: Vec<(String, String)>,
 }
 
 impl GatewayConfig {
@@ -44,6 +47,7 @@ impl GatewayConfig {
             admin_ca: None,
             store: Vec::new(),
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 

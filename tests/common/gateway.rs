@@ -34,13 +34,34 @@ impl Gateway {
 
     /// Starts in `dir` (reused across restarts to keep the store).
     pub async fn start_in(config: GatewayConfig, dir: tempfile::TempDir) -> Gateway {
+        Self::start_with(config, dir, None, true).await
+    }
+
+    /// Starts with its proxy listener on `proxy` (a port another process
+    /// was told of before, such as an IdP's back-channel logout URI).
+    pub async fn start_at(config: GatewayConfig, proxy: u16) -> Gateway {
+        Self::start_with(config, tempfile::tempdir().unwrap(), Some(proxy), true).await
+    }
+
+    /// Starts without waiting for `/readyz` to say ready (only for the
+    /// admin listener to answer): a gateway that cannot be ready yet.
+    pub async fn start_unready(config: GatewayConfig) -> Gateway {
+        Self::start_with(config, tempfile::tempdir().unwrap(), None, false).await
+    }
+
+    async fn start_with(
+        config: GatewayConfig,
+        dir: tempfile::TempDir,
+        proxy: Option<u16>,
+        ready: bool,
+    ) -> Gateway {
         let mut last_err = String::new();
         for _ in 0..5 {
-            let (proxy, admin) = (free_port(), free_port());
+            let (proxy, admin) = (proxy.unwrap_or_else(free_port), free_port());
             if proxy == admin {
                 continue;
             }
-            match Self::spawn(&config, &dir, proxy, admin).await {
+            match Self::spawn(&config, &dir, proxy, admin, ready).await {
                 Ok((child, config_path)) => {
                     return Gateway {
                         proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
@@ -62,6 +83,7 @@ impl Gateway {
         dir: &tempfile::TempDir,
         proxy: u16,
         admin: u16,
+        ready: bool,
     ) -> Result<(Child, PathBuf), String> {
         let config_path = dir.path().join("sessiongate.toml");
         std::fs::write(&config_path, config.render(proxy, admin)).unwrap();
@@ -71,6 +93,7 @@ impl Gateway {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -93,7 +116,7 @@ impl Gateway {
                 .get(format!("{scheme}:{admin}/readyz"))
                 .send()
                 .await
-                .map(|r| r.status() == 200)
+                .map(|r| r.status() == 200 || !ready)
                 .unwrap_or(false);
             if ready && std::net::TcpStream::connect(("127.0.0.1", proxy)).is_ok() {
                 return Ok((child, config_path));
@@ -180,12 +203,30 @@ impl Gateway {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// A request to the admin API carrying the admin token.
+    pub fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.admin_client()
+            .request(method, self.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// GET on the admin API with the admin token.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.admin_request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET on the admin API with the admin token; answers the JSON body.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        self.admin_get(path).await.json().await.unwrap()
+    }
+
     /// DELETE /v1/sessions/{sid} with the admin token.
     pub async fn revoke_session(&self, sid: &str, reason: &str) -> reqwest::Response {
-        self.admin_client()
-            .delete(self.admin_url(&format!("/v1/sessions/{sid}")))
+        self.admin_request(reqwest::Method::DELETE, &format!("/v1/sessions/{sid}"))
             .query(&[("reason", reason)])
-            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap()
@@ -197,13 +238,14 @@ impl Gateway {
         if let Some(e) = except {
             q.push(("except", e));
         }
-        self.admin_client()
-            .delete(self.admin_url(&format!("/v1/users/{sub}/sessions")))
-            .query(&q)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
+        self.admin_request(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{sub}/sessions"),
+        )
+        .query(&q)
+        .send()
+        .await
+        .unwrap()
     }
 
     /// GET on the proxy with a bearer token.
@@ -268,15 +310,7 @@ impl Gateway {
     /// The value of one sample line of /metrics, e.g.
     /// `sessiongate_requests_total{decision="allowed"}`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .admin_client()
-            .get(self.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = send_text(self.admin_client().get(self.admin_url("/metrics"))).await;
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(series)
@@ -284,6 +318,16 @@ impl Gateway {
             })
             .unwrap_or_else(|| panic!("{series} is not in /metrics"))
     }
+}
+
+/// Sends `req` and answers its response body parsed as JSON.
+pub async fn send_json(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// Sends `req` and answers its response body as text.
+pub async fn send_text(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
 }
 
 /// A reqwest client; trusts `ca` (PEM) when given.

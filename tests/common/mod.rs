@@ -1,7 +1,7 @@
 //! Test harness, one file per seam: `upstream` (a real HTTP upstream),
 //! `config` (the gateway config builder), `gateway` (the real binary on free
 //! loopback ports), `tokens`, `raw` (byte-for-byte requests), `geo`,
-//! `redis`. Nothing sleeps to wait: readiness is polled with a deadline.
+//! `redis`, `idp` (oidc-provider and a document server), `ws`. Nothing sleeps to wait: readiness is polled with a deadline.
 #![allow(dead_code)]
 
 mod upstream;
@@ -25,8 +25,16 @@ pub use geo::*;
 mod redis_server;
 #[allow(unused_imports)]
 pub use redis_server::*;
+mod idp;
+#[allow(unused_imports)]
+pub use idp::*;
+mod ws;
+#[allow(unused_imports)]
+pub use ws::*;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
 pub const ADMIN_TOKEN: &str = "admin-test-token-abcdef";
@@ -63,4 +71,23 @@ pub fn keys_dir() -> PathBuf {
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sessiongate")
+}
+
+/// `sessiongate <command> --config <config>`, ready for more arguments.
+pub fn command_with_config(command: &str, config: &Path) -> Command {
+    let mut c = Command::new(binary());
+    c.args([command, "--config"]).arg(config);
+    c
+}
+
+/// Moves `new` over `dest` with its mtime `ahead` in the future, so that a
+/// reload polling the mtime sees a change even on coarse filesystems.
+pub fn replace_file_later(new: &Path, dest: &Path, ahead: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(new)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + ahead)
+        .unwrap();
+    std::fs::rename(new, dest).unwrap();
 }
