@@ -122,6 +122,7 @@ fn bench(c: &mut Criterion) {
         RegistryLimits {
             max_tracked: 1_000_000,
             idle_ttl_ms: 30 * 86_400_000,
+            record_created: false,
         },
     );
     // 10 k other sessions in the registry, like the load runs.

@@ -21,6 +21,9 @@ pub enum Action {
     /// An IdP or transmitter event named a user or session the gateway
     /// cannot match (`unmatched_event`): acknowledged, nothing revoked.
     UnmatchedEvent,
+    /// A session was first seen (`session_created`; recorded only when a
+    /// webhook subscribes to `session.created`).
+    SessionCreated,
 }
 
 impl Action {
@@ -32,6 +35,7 @@ impl Action {
             Action::NewLocation => "new_location",
             Action::ConfirmLocation => "confirm_location",
             Action::UnmatchedEvent => "unmatched_event",
+            Action::SessionCreated => "session_created",
         }
     }
 
@@ -43,6 +47,7 @@ impl Action {
             "new_location" => Action::NewLocation,
             "confirm_location" => Action::ConfirmLocation,
             "unmatched_event" => Action::UnmatchedEvent,
+            "session_created" => Action::SessionCreated,
             _ => return None,
         })
     }

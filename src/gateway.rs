@@ -31,6 +31,7 @@ use crate::file_watch::FileWatch;
 use crate::geoip::GeoIp;
 use crate::idp::keys::{IdpKeys, KeyRefresh};
 use crate::metrics::Metrics;
+use crate::outbox::Deliverer;
 use crate::proxy::Proxy;
 use crate::revocation::RevocationSet;
 use crate::sessions::sync::SessionSync;
@@ -115,6 +116,10 @@ impl Gateway {
             RegistryLimits {
                 max_tracked: config.sessions.max_tracked,
                 idle_ttl_ms: config.sessions.idle_ttl_ms,
+                record_created: config
+                    .webhooks
+                    .iter()
+                    .any(|w| w.events.contains(&crate::webhooks::EventType::Created)),
             },
         ));
         let authority = Arc::new(Authority::new(
@@ -237,6 +242,25 @@ impl Gateway {
                     files: vec![path.to_path_buf()],
                     interval: config.geoip.reload,
                     reload: Box::new(move || geoip.reload().map_err(|e| e.to_string())),
+                },
+            ));
+        }
+        let holder = {
+            let mut id = [0u8; 8];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+            format!("{}-{}", std::process::id(), hex::encode(id))
+        };
+        for webhook in &config.webhooks {
+            self.readiness.hold();
+            server.add_service(background_service(
+                "webhook",
+                Deliverer {
+                    config: webhook.clone(),
+                    store: self.authority.store().clone(),
+                    sessions: self.sessions.clone(),
+                    metrics: self.metrics.clone(),
+                    holder: holder.clone(),
+                    readiness: self.readiness.clone(),
                 },
             ));
         }

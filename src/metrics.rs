@@ -55,6 +55,12 @@ pub const JWKS_AGE_SECONDS: &str = "sessiongate_jwks_age_seconds";
 /// (`backchannel_logout`, `ssf`) and `result` (`revoked`, `unmatched`,
 /// `acknowledged`, `refused`).
 pub const IDP_EVENTS_TOTAL: &str = "sessiongate_idp_events_total";
+/// Counter: webhook delivery attempts by `result` (`delivered`, `failed`,
+/// `dropped` after 24 h of failures).
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "sessiongate_webhook_deliveries_total";
+/// Gauge: audit entries waiting to be looked at by a webhook (at most one
+/// batch of 100 counted).
+pub const WEBHOOK_QUEUE: &str = "sessiongate_webhook_queue";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -161,6 +167,10 @@ pub struct Metrics {
     pub jwks_age_seconds: IntGauge,
     /// [`IDP_EVENTS_TOTAL`].
     pub idp_events: IntCounterVec,
+    /// [`WEBHOOK_DELIVERIES_TOTAL`].
+    pub webhook_deliveries: IntCounterVec,
+    /// [`WEBHOOK_QUEUE`].
+    pub webhook_queue: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -308,8 +318,26 @@ impl Metrics {
             &["receiver", "result"],
         )?;
         registry.register(Box::new(idp_events.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                WEBHOOK_DELIVERIES_TOTAL,
+                "Webhook delivery attempts by result (delivered, failed, dropped).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        for result in ["delivered", "failed", "dropped"] {
+            webhook_deliveries.with_label_values(&[result]);
+        }
+        let webhook_queue = IntGauge::new(
+            WEBHOOK_QUEUE,
+            "Audit entries waiting for webhook delivery (one batch of at most 100 counted).",
+        )?;
+        registry.register(Box::new(webhook_queue.clone()))?;
 
         Ok(Metrics {
+            webhook_deliveries,
+            webhook_queue,
             jwks_fetch_errors,
             jwks_age_seconds,
             idp_events,

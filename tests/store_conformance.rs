@@ -492,3 +492,66 @@ async fn a_cutoff_that_does_not_win_writes_nothing_but_its_audit_entry() {
     })
     .await;
 }
+
+/// The audit trail read as an outbox: a reader starts at the head, reads
+/// what came after its durable cursor in order, and one holder of the
+/// lease delivers until it lapses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_is_an_outbox_with_a_cursor_and_a_lease() {
+    for_each(|name, store| async move {
+        assert_eq!(store.audit_head().await?, "", "{name}: empty trail");
+        assert!(store.audit_after("", 10).await?.is_empty());
+        store.append_audit(audit(1_000, "session:o1")).await?;
+        let head = store.audit_head().await?;
+        for i in 2..=4 {
+            store
+                .append_audit(audit(1_000 * i, &format!("session:o{i}")))
+                .await?;
+        }
+        let after = store.audit_after(&head, 2).await?;
+        let targets: Vec<&str> = after.iter().map(|(_, e)| e.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            ["session:o2", "session:o3"],
+            "{name}: oldest first, bounded"
+        );
+        let rest = store.audit_after(&after[1].0, 10).await?;
+        assert_eq!(rest.len(), 1, "{name}");
+        assert_eq!(rest[0].1.target, "session:o4");
+        assert_eq!(
+            store.audit_after("", 10).await?.len(),
+            4,
+            "{name}: from the start"
+        );
+
+        assert_eq!(store.cursor("hook").await?, None, "{name}");
+        store.set_cursor("hook", &after[1].0).await?;
+        assert_eq!(
+            store.cursor("hook").await?.as_deref(),
+            Some(after[1].0.as_str())
+        );
+
+        let ttl = Duration::from_millis(300);
+        let now = common::now() * 1000;
+        assert!(
+            store.lead("hooks", "a", ttl, now).await?,
+            "{name}: free lease"
+        );
+        assert!(
+            !store.lead("hooks", "b", ttl, now).await?,
+            "{name}: held by a"
+        );
+        assert!(
+            store.lead("hooks", "a", ttl, now).await?,
+            "{name}: renewed by a"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let later = common::now() * 1000 + 400;
+        assert!(
+            store.lead("hooks", "b", ttl, later).await?,
+            "{name}: lapsed, taken by b"
+        );
+        Ok(())
+    })
+    .await;
+}

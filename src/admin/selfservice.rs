@@ -339,7 +339,10 @@ impl SelfService {
                 .unwrap_or(b""),
             now_ms: req.now_ms,
         });
-        if let Some(entry) = observed.new_location.clone() {
+        for entry in [observed.new_location.clone(), observed.created.clone()]
+            .into_iter()
+            .flatten()
+        {
             self.authority.record_later(entry);
         }
         let Some(user) = token.user_id.clone() else {

@@ -31,9 +31,22 @@ const LOAD_RETRY: Duration = Duration::from_millis(500);
 #[derive(Debug, Default)]
 pub struct Readiness {
     loaded: AtomicBool,
+    /// Services still starting that `/readyz` waits for (a webhook's
+    /// cursor: events before it would not be sent).
+    starting: std::sync::atomic::AtomicUsize,
 }
 
 impl Readiness {
+    /// One more service `/readyz` waits for.
+    pub fn hold(&self) {
+        self.starting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// That service has started.
+    pub fn release(&self) {
+        self.starting.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Marks the revocation state loaded: `/readyz` may answer 200.
     pub fn set_loaded(&self) {
         self.loaded.store(true, Ordering::Release);
@@ -41,7 +54,7 @@ impl Readiness {
 
     /// The revocation state has been loaded.
     pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
+        self.loaded.load(Ordering::Acquire) && self.starting.load(Ordering::Acquire) == 0
     }
 }
 

@@ -12,7 +12,7 @@ fn url_key(key: &str, value: String) -> Result<Option<String>, KeyError> {
     Ok(Some(value.trim_end_matches('/').to_string()))
 }
 
-fn ca_file(key: &str, value: &str, dir: &Path) -> Result<Option<PathBuf>, KeyError> {
+pub(super) fn ca_file(key: &str, value: &str, dir: &Path) -> Result<Option<PathBuf>, KeyError> {
     if value.is_empty() {
         return Ok(None);
     }

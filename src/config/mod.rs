@@ -5,8 +5,10 @@
 mod idp;
 pub mod locate;
 pub mod raw;
+mod raw_events;
 mod token;
 mod validate;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -92,6 +94,8 @@ pub struct Config {
     pub idp: Option<IdpConfig>,
     /// `[ssf]`, when set.
     pub ssf: Option<SsfConfig>,
+    /// `[[webhooks]]`.
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 /// `[listen]`: the proxy and admin listeners and the process around them.

@@ -92,6 +92,12 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
             Some(raw) => Some(SsfConfig::try_from(InDir { raw, dir })?),
             None => None,
         },
+        webhooks: raw
+            .webhooks
+            .into_iter()
+            .enumerate()
+            .map(|raw| crate::webhooks::WebhookConfig::try_from(InDir { raw, dir }))
+            .collect::<Result<_, _>>()?,
         enforcement: Enforcement::try_from(raw.enforcement)?,
         admin,
         store: StoreConfig::try_from(InDir {

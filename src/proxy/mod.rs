@@ -193,7 +193,7 @@ impl Proxy {
                 now_ms,
             })
         };
-        if let Some(entry) = seen.new_location {
+        for entry in [seen.new_location, seen.created].into_iter().flatten() {
             self.self_service.authority().record_later(entry);
         }
         if let Some(verdict) = self.enforcer.after_sighting(seen.unconfirmed_new_location) {

@@ -65,6 +65,9 @@ pub struct Observation {
     /// This sighting is the session's first from a country new for its
     /// user: the audit entry to record (through the authority).
     pub new_location: Option<AuditEntry>,
+    /// The session's first sighting here, with
+    /// [`RegistryLimits::record_created`]: the audit entry to record.
+    pub created: Option<AuditEntry>,
 }
 
 #[derive(Debug)]
@@ -125,6 +128,9 @@ pub struct RegistryLimits {
     /// `sessions.idle_ttl_s`, in milliseconds: sessions idle longer are
     /// forgotten by [`SessionRegistry::purge`].
     pub idle_ttl_ms: i64,
+    /// Report a session's first sighting in [`Observation::created`] (a
+    /// webhook subscribes to `session.created`).
+    pub record_created: bool,
 }
 
 /// Live sessions, by id and by user.
@@ -197,6 +203,7 @@ impl SessionRegistry {
                     geo: e.geo.clone(),
                     unconfirmed_new_location: e.new_location && !e.confirmed,
                     new_location: None,
+                    created: None,
                 };
             }
         }
@@ -220,6 +227,7 @@ impl SessionRegistry {
                 geo,
                 unconfirmed_new_location: false,
                 new_location: None,
+                created: None,
             };
         }
         let user_agent = String::from_utf8_lossy(s.user_agent);
@@ -298,10 +306,20 @@ impl SessionRegistry {
                 ),
             }
         });
+        let created =
+            (is_new && previous.is_none() && self.limits.record_created).then(|| AuditEntry {
+                at_ms: s.now_ms,
+                actor: "gateway".into(),
+                actor_ip: Some(s.ip.to_string()),
+                action: Action::SessionCreated,
+                target: format!("session:{}", s.session_id),
+                reason: String::new(),
+            });
         Observation {
             geo,
             unconfirmed_new_location: new_location && !confirmed,
             new_location: audit,
+            created,
         }
     }
 

@@ -265,8 +265,43 @@ pub trait Secrets: Send + Sync + 'static {
     async fn secret(&self, name: &str) -> Result<[u8; 32], StoreError>;
 }
 
-/// A whole store: every concern, as `store.backend` opens it. Implemented
-/// by every type that implements the four.
-pub trait Store: RevocationLog + AuditLog + SessionMetadata + Secrets {}
+/// The audit trail read as an outbox (webhooks): positions in it, the
+/// durable position of each reader, and a lease so that one process of a
+/// cluster delivers. An entry is in the trail in the same transaction as
+/// the change it records, so what it reports is never lost.
+#[async_trait]
+pub trait Delivery: Send + Sync + 'static {
+    /// The position of the newest audit entry (`""`: none yet), where a new
+    /// reader starts.
+    async fn audit_head(&self) -> Result<String, StoreError>;
 
-impl<T: RevocationLog + AuditLog + SessionMetadata + Secrets> Store for T {}
+    /// Up to `limit` audit entries written after position `after` (`""`:
+    /// from the oldest), oldest first, each with its position.
+    async fn audit_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, AuditEntry)>, StoreError>;
+
+    /// The durable position `name` (a webhook's last delivered entry).
+    async fn cursor(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Sets the durable position `name`.
+    async fn set_cursor(&self, name: &str, position: &str) -> Result<(), StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now
+    /// (`now_ms`); true when `holder` holds it.
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A whole store: every concern, as `store.backend` opens it. Implemented
+/// by every type that implements the five.
+pub trait Store: RevocationLog + AuditLog + SessionMetadata + Secrets + Delivery {}
+
+impl<T: RevocationLog + AuditLog + SessionMetadata + Secrets + Delivery> Store for T {}

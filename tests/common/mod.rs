@@ -1,7 +1,8 @@
 //! Test harness, one file per seam: `upstream` (a real HTTP upstream),
 //! `config` (the gateway config builder), `gateway` (the real binary on free
 //! loopback ports), `tokens`, `raw` (byte-for-byte requests), `geo`,
-//! `redis`, `idp` (oidc-provider and a document server), `ws`. Nothing sleeps to wait: readiness is polled with a deadline.
+//! `redis`, `idp` (oidc-provider and a document server), `ws`, `hooks` (a
+//! webhook receiver). Nothing sleeps to wait: readiness is polled with a deadline.
 #![allow(dead_code)]
 
 mod upstream;
@@ -31,6 +32,9 @@ pub use idp::*;
 mod ws;
 #[allow(unused_imports)]
 pub use ws::*;
+mod hooks;
+#[allow(unused_imports)]
+pub use hooks::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -18,6 +18,7 @@ use super::{
 use crate::audit::{Action, AuditEntry};
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
 
+mod delivery;
 mod rows;
 use rows::*;
 

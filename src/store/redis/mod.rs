@@ -30,6 +30,7 @@ use crate::audit::AuditEntry;
 use crate::revocation::{Revocation, SessionRevocation, UserCutoff};
 
 mod codec;
+mod delivery;
 mod scripts;
 use codec::*;
 use scripts::{REVOKE_SESSION, REVOKE_USER, SAVE_SESSION};
