@@ -54,7 +54,7 @@ async fn start(
     )
     .unwrap();
     let (proc, _) =
-        support::start_gateway(&config, admin, Some(proxy), Duration::from_secs(60)).await;
+        support::start_gateway(&config, admin, Some(proxy), Duration::from_secs(15)).await;
     (proc, proxy)
 }
 

@@ -114,13 +114,14 @@ pub async fn start_gateway(
     limit: Duration,
 ) -> (Proc, Duration) {
     let started = Instant::now();
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
     let child = Proc(
         Command::new(env!("CARGO_BIN_EXE_sessiongate"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap(),
     );
@@ -139,8 +140,9 @@ pub async fn start_gateway(
         }
         assert!(
             started.elapsed() < limit,
-            "gateway ({}) not ready",
-            config.display()
+            "gateway ({}) not ready: {}",
+            config.display(),
+            std::fs::read_to_string(config.with_extension("log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -84,7 +84,8 @@ pub struct RawConfig {
     pub listen: RawListen,
     /// `[upstream]` (required).
     pub upstream: RawUpstream,
-    /// `[token]` (required: it holds `[[token.keys]]`).
+    /// `[token]` (it holds `[[token.keys]]`; may be left out with `[idp]`).
+    #[serde(default)]
     pub token: RawToken,
     /// `[enforcement]`.
     #[serde(default)]
@@ -246,6 +247,26 @@ pub struct RawToken {
     /// `[[token.keys]]`: the verification keys (at least one).
     #[serde(default)]
     pub keys: Vec<RawKey>,
+}
+
+impl Default for RawToken {
+    /// Every key at its default, as an empty `[token]` table reads.
+    fn default() -> Self {
+        RawToken {
+            sources: default_token_sources(),
+            session_claim: d_session_claim(),
+            user_claim: d_user_claim(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway_s: d_leeway(),
+            max_token_bytes: d_max_token_bytes(),
+            max_session_lifetime_s: d_max_session_lifetime(),
+            require_exp: false,
+            jwks_reload_s: d_jwks_reload(),
+            cache_entries: d_cache_entries(),
+            keys: Vec::new(),
+        }
+    }
 }
 
 /// One `[[token.keys]]` entry: an algorithm, an optional `kid`, and exactly
