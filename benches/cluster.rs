@@ -57,19 +57,15 @@ struct Gw {
 }
 
 async fn start_gateway(dir: &std::path::Path, name: &str, upstream: u16, store: &str) -> Gw {
-    let (proxy, admin) = (free_port(), free_port());
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 1\n\
-             pid_file = \"{name}.pid\"\nupgrade_socket = \"{name}.sock\"\n\
-             [upstream]\naddress = \"127.0.0.1:{upstream}\"\n\
-             [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
+    let (config, proxy, admin) = support::gateway_config(
+        dir,
+        name,
+        upstream,
+        &format!(
+            "[[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
              [admin]\ntoken = \"{ADMIN}\"\n[store]\n{store}\n"
         ),
-    )
-    .unwrap();
+    );
     let (proc, _) =
         support::start_gateway(&config, admin, Some(proxy), Duration::from_secs(60)).await;
     Gw { proc, proxy, admin }

@@ -19,7 +19,7 @@ use serde_json::json;
 
 mod support;
 use support::common::{hs256_jwt, now, oct_jwks, Documents, RedisServer};
-use support::{env_or, free_port, open_websocket, runtime, Proc};
+use support::{env_or, open_websocket, runtime, Proc};
 
 const SECRET: &str = "idp-bench-key-0123456789abcdefghij";
 const PUSH: &str = "idp-bench-push-token-0123456789";
@@ -38,21 +38,17 @@ async fn start(
     redis: &str,
     idp: &str,
 ) -> (Proc, u16) {
-    let (proxy, admin) = (free_port(), free_port());
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 1\n\
-             pid_file = \"{name}.pid\"\nupgrade_socket = \"{name}.sock\"\n\
-             [upstream]\naddress = \"127.0.0.1:{upstream}\"\n\
-             [store]\nbackend = \"redis\"\nredis_url = \"{redis}\"\n\
+    let (config, proxy, admin) = support::gateway_config(
+        dir,
+        name,
+        upstream,
+        &format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"{redis}\"\n\
              [idp]\nissuer = \"{idp}\"\naudiences = [\"web\"]\ncache_file = \"{name}-jwks.json\"\n\
              [ssf]\ntransmitter = \"{idp}\"\naudience = \"gw\"\npush_token_env = \"SG_BENCH_PUSH\"\n\
              cache_file = \"{name}-ssf.json\"\n"
         ),
-    )
-    .unwrap();
+    );
     let (proc, _) =
         support::start_gateway(&config, admin, Some(proxy), Duration::from_secs(15)).await;
     (proc, proxy)

@@ -17,17 +17,18 @@ const K1: &str = "idp-key-one-0123456789abcdefghijkl";
 const K2: &str = "idp-key-two-0123456789abcdefghijkl";
 const WITHIN: Duration = Duration::from_secs(20);
 
-/// A document server playing an IdP: discovery naming its own URL as the
-/// issuer, and a JWKS of `keys`.
-async fn fake_idp(keys: &[(&str, &str)]) -> Documents {
+/// The discovery document of `docs`: its own URL as the issuer.
+fn discovery(docs: &Documents) -> String {
+    json!({"issuer": docs.url(), "jwks_uri": format!("{}/jwks", docs.url())}).to_string()
+}
+
+/// An upstream and a document server playing an IdP: discovery, and a
+/// JWKS of `k1`.
+async fn upstream_and_idp() -> (TestUpstream, Documents) {
     let docs = Documents::start().await;
-    docs.set(
-        "/.well-known/openid-configuration",
-        200,
-        &json!({"issuer": docs.url(), "jwks_uri": format!("{}/jwks", docs.url())}).to_string(),
-    );
-    docs.set("/jwks", 200, &oct_jwks(keys));
-    docs
+    docs.set("/.well-known/openid-configuration", 200, &discovery(&docs));
+    docs.set("/jwks", 200, &oct_jwks(&[("k1", K1)]));
+    (TestUpstream::start(), docs)
 }
 
 /// A gateway whose only keys come from the IdP at `issuer`.
@@ -69,8 +70,7 @@ async fn post_logout(gw: &Gateway, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn backchannel_logout_revokes_the_session_or_the_user_once() {
-    let up = TestUpstream::start();
-    let docs = fake_idp(&[("k1", K1)]).await;
+    let (up, docs) = upstream_and_idp().await;
     let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
     let alice = access_token(&docs, "k1", K1, "alice", "idp-s1");
     let bob = access_token(&docs, "k1", K1, "bob", "idp-s2");
@@ -133,8 +133,7 @@ async fn backchannel_logout_revokes_the_session_or_the_user_once() {
 
 #[tokio::test]
 async fn every_check_of_a_logout_token_refuses_it() {
-    let up = TestUpstream::start();
-    let docs = fake_idp(&[("k1", K1)]).await;
+    let (up, docs) = upstream_and_idp().await;
     let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
     let kept = access_token(&docs, "k1", K1, "carol", "idp-kept");
     assert_eq!(gw.status("/", &kept).await, 200);
@@ -144,105 +143,33 @@ async fn every_check_of_a_logout_token_refuses_it() {
         c["sid"] = json!("idp-kept");
         c
     };
-    let edit = |f: &dyn Fn(&mut Value)| {
+    let signed = |c: &Value| hs256_jwt(K1, "k1", None, c);
+    let with = |k: &str, v: Value| {
         let mut c = good();
-        f(&mut c);
-        c
+        c[k] = v;
+        signed(&c)
+    };
+    let without = |k: &str| {
+        let mut c = good();
+        c.as_object_mut().unwrap().remove(k);
+        signed(&c)
     };
     let cases: Vec<(&str, String)> = vec![
-        (
-            "wrong iss",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| c["iss"] = json!("https://evil.example")),
-            ),
-        ),
-        (
-            "wrong aud",
-            hs256_jwt(K1, "k1", None, &edit(&|c| c["aud"] = json!("other-client"))),
-        ),
-        (
-            "no aud",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| {
-                    c.as_object_mut().unwrap().remove("aud");
-                }),
-            ),
-        ),
-        (
-            "old iat",
-            hs256_jwt(K1, "k1", None, &edit(&|c| c["iat"] = json!(now - 3600))),
-        ),
-        (
-            "future iat",
-            hs256_jwt(K1, "k1", None, &edit(&|c| c["iat"] = json!(now + 3600))),
-        ),
-        (
-            "no iat",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| {
-                    c.as_object_mut().unwrap().remove("iat");
-                }),
-            ),
-        ),
-        (
-            "expired",
-            hs256_jwt(K1, "k1", None, &edit(&|c| c["exp"] = json!(now - 600))),
-        ),
-        (
-            "no jti",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| {
-                    c.as_object_mut().unwrap().remove("jti");
-                }),
-            ),
-        ),
-        (
-            "no events",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| {
-                    c.as_object_mut().unwrap().remove("events");
-                }),
-            ),
-        ),
+        ("wrong iss", with("iss", json!("https://evil.example"))),
+        ("wrong aud", with("aud", json!("other-client"))),
+        ("no aud", without("aud")),
+        ("old iat", with("iat", json!(now - 3600))),
+        ("future iat", with("iat", json!(now + 3600))),
+        ("no iat", without("iat")),
+        ("expired", with("exp", json!(now - 600))),
+        ("no jti", without("jti")),
+        ("no events", without("events")),
         (
             "other event",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| c["events"] = json!({"https://example/other": {}})),
-            ),
+            with("events", json!({"https://example/other": {}})),
         ),
-        (
-            "nonce",
-            hs256_jwt(K1, "k1", None, &edit(&|c| c["nonce"] = json!("n-1"))),
-        ),
-        (
-            "no sid nor sub",
-            hs256_jwt(
-                K1,
-                "k1",
-                None,
-                &edit(&|c| {
-                    c.as_object_mut().unwrap().remove("sid");
-                }),
-            ),
-        ),
+        ("nonce", with("nonce", json!("n-1"))),
+        ("no sid nor sub", without("sid")),
         ("typ JWT", hs256_jwt(K1, "k1", Some("JWT"), &good())),
         ("an access token", kept.clone()),
         ("wrong key", hs256_jwt(K2, "k1", None, &good())),
@@ -310,8 +237,7 @@ fn rand_suffix() -> u64 {
 /// is refused once the set is fetched again; no restart.
 #[tokio::test]
 async fn an_unknown_kid_fetches_the_idps_keys_again() {
-    let up = TestUpstream::start();
-    let docs = fake_idp(&[("k1", K1)]).await;
+    let (up, docs) = upstream_and_idp().await;
     let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
     let old = access_token(&docs, "k1", K1, "dan", "idp-d1");
     let new = access_token(&docs, "k2", K2, "dan", "idp-d2");
@@ -348,8 +274,7 @@ async fn an_unknown_kid_fetches_the_idps_keys_again() {
 /// it (ready, and saying so); with neither, not ready and nothing allowed.
 #[tokio::test]
 async fn the_cached_jwks_serves_a_start_while_the_idp_is_down() {
-    let up = TestUpstream::start();
-    let docs = fake_idp(&[("k1", K1)]).await;
+    let (up, docs) = upstream_and_idp().await;
     let cfg = idp_config(&docs.url(), up.addr);
     let gw = Gateway::start(cfg.clone()).await;
     let token = access_token(&docs, "k1", K1, "erin", "idp-e1");
@@ -391,11 +316,7 @@ async fn the_cached_jwks_serves_a_start_while_the_idp_is_down() {
         "temporarily_unavailable"
     );
     // The IdP comes back: ready, without a restart.
-    docs.set(
-        "/.well-known/openid-configuration",
-        200,
-        &json!({"issuer": docs.url(), "jwks_uri": format!("{}/jwks", docs.url())}).to_string(),
-    );
+    docs.set("/.well-known/openid-configuration", 200, &discovery(&docs));
     docs.set("/jwks", 200, &oct_jwks(&[("k1", K1)]));
     assert_eventually!(
         reqwest::get(cold.admin_url("/readyz"))
@@ -412,8 +333,7 @@ async fn the_cached_jwks_serves_a_start_while_the_idp_is_down() {
 /// A discovery document naming another issuer is not trusted.
 #[tokio::test]
 async fn discovery_must_name_the_configured_issuer() {
-    let up = TestUpstream::start();
-    let docs = fake_idp(&[("k1", K1)]).await;
+    let (up, docs) = upstream_and_idp().await;
     docs.set(
         "/.well-known/openid-configuration",
         200,
@@ -437,7 +357,6 @@ async fn discovery_must_name_the_configured_issuer() {
 
 #[test]
 fn idp_urls_must_be_https_or_loopback() {
-    let dir = tempfile::tempdir().unwrap();
     for (extra, key) in [
         (
             "[idp]\nissuer = \"http://idp.example\"\naudiences = [\"web\"]\n",
@@ -452,13 +371,7 @@ fn idp_urls_must_be_https_or_loopback() {
     ] {
         let mut cfg = GatewayConfig::new("127.0.0.1:1".parse().unwrap());
         cfg.keys.clear();
-        cfg.extra.push_str(extra);
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, cfg.render(free_port(), free_port())).unwrap();
-        let out = command_with_config("check-config", &path).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{extra}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(key), "{extra}: {err}");
+        assert_config_refused(cfg, extra, key);
     }
 }
 
@@ -530,4 +443,46 @@ async fn oidc_provider_signs_in_and_out() {
         "k2 never accepted"
     );
     assert_eq!(gw.status("/", &carol.id_token).await, 401);
+}
+
+/// With oidc-provider: the logout token it sent, replayed, is refused; the
+/// gateway restarted while the provider is down starts on the cached JWKS
+/// and still verifies the provider's tokens.
+#[tokio::test]
+async fn oidc_provider_replay_and_outage() {
+    let Some(node) = node_for_idp() else { return };
+    let up = TestUpstream::start();
+    let (idp_port, proxy_port) = (free_port(), free_port());
+    let logout_uri = format!("http://127.0.0.1:{proxy_port}{BCL_PATH}");
+    let sent = tempfile::NamedTempFile::new().unwrap();
+    let idp = OidcProvider::start_logging(&node, idp_port, "k1", &logout_uri, Some(sent.path()));
+    let cfg = idp_config(&idp.issuer, up.addr);
+    let gw = Gateway::start_at(cfg.clone(), proxy_port).await;
+    let erin = idp.login("web", "erin").await;
+    let frank = idp.login("web", "frank").await;
+    assert_eq!(gw.status("/", &erin.id_token).await, 200);
+    idp.end_session(&erin).await;
+    assert_eq!(gw.status("/", &erin.id_token).await, 401);
+    let token = std::fs::read_to_string(sent.path()).unwrap();
+    let token = token.lines().next().expect("a logout token was sent");
+    let replay = post_logout(&gw, token).await;
+    assert_eq!(replay.status(), 400, "a replayed logout token");
+
+    // The provider goes down; the gateway restarts on its cached keys.
+    idp.stop();
+    let dir = gw.kill();
+    let gw = Gateway::start_in(cfg, dir).await;
+    let ready: Value = reqwest::get(gw.admin_url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["idp"], "cached_keys", "{ready}");
+    assert_eq!(gw.status("/", &frank.id_token).await, 200);
+    assert_eq!(
+        gw.status("/", &erin.id_token).await,
+        401,
+        "the logout survived the restart"
+    );
 }

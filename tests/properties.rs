@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 use sessiongate::admin::{is_local_host, Query};
 use sessiongate::client_ip::TrustedProxies;
-use sessiongate::config::{KeyConfig, KeyMaterial, TokenConfig, TokenSource};
+use sessiongate::config::{TokenConfig, TokenSource};
 use sessiongate::path::{is_canonical, target_path, PublicPaths};
 use sessiongate::token::extract::{collect, CredentialError, Strip};
 use sessiongate::token::Verifier;
@@ -298,25 +298,7 @@ const SECRET: &[u8] = b"property-test-secret-0123456789abcdef";
 const NOW: i64 = 1_800_000_000;
 
 fn verifier() -> Verifier {
-    Verifier::new(&TokenConfig {
-        sources: vec![TokenSource::Bearer],
-        session_claim: "sid".into(),
-        user_claim: "sub".into(),
-        issuer: None,
-        audiences: Vec::new(),
-        leeway_s: 30,
-        max_token_bytes: 8192,
-        max_session_lifetime_s: 86_400,
-        require_exp: false,
-        cache_entries: 0,
-        jwks_reload: std::time::Duration::from_secs(10),
-        keys: vec![KeyConfig {
-            algorithm: Some(jsonwebtoken::Algorithm::HS256),
-            kid: None,
-            material: KeyMaterial::Secret(SECRET.to_vec()),
-        }],
-    })
-    .unwrap()
+    Verifier::new(&TokenConfig::hs256(SECRET, 86_400, 0)).unwrap()
 }
 
 fn sign(header: &str, payload: &[u8]) -> String {

@@ -94,6 +94,30 @@ pub fn hold_websocket(s: TcpStream) {
     });
 }
 
+/// Writes `<dir>/<name>.toml` for a gateway on free ports with one worker
+/// thread in front of `upstream`, its pid file and upgrade socket named
+/// after it, then `rest` (more tables); answers the file and the proxy and
+/// admin ports.
+pub fn gateway_config(
+    dir: &Path,
+    name: &str,
+    upstream: u16,
+    rest: &str,
+) -> (std::path::PathBuf, u16, u16) {
+    let (proxy, admin) = (free_port(), free_port());
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\nadmin = \"127.0.0.1:{admin}\"\nthreads = 1\n\
+             pid_file = \"{name}.pid\"\nupgrade_socket = \"{name}.sock\"\n\
+             [upstream]\naddress = \"127.0.0.1:{upstream}\"\n{rest}"
+        ),
+    )
+    .unwrap();
+    (config, proxy, admin)
+}
+
 /// A child process, killed and reaped on drop.
 pub struct Proc(pub Child);
 

@@ -339,7 +339,6 @@ pub fn opaque_session_id(signing_input: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::settings::{KeyConfig, KeyMaterial, TokenSource};
     use super::*;
     use aws_lc_rs::hmac;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -351,24 +350,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn config() -> TokenConfig {
-        TokenConfig {
-            sources: vec![TokenSource::Bearer],
-            session_claim: "sid".into(),
-            user_claim: "sub".into(),
-            issuer: None,
-            audiences: Vec::new(),
-            leeway_s: 30,
-            max_token_bytes: 8192,
-            max_session_lifetime_s: 3600,
-            require_exp: false,
-            cache_entries: 1000,
-            jwks_reload: std::time::Duration::from_secs(10),
-            keys: vec![KeyConfig {
-                algorithm: Some(Algorithm::HS256),
-                kid: None,
-                material: KeyMaterial::Secret(SECRET.to_vec()),
-            }],
-        }
+        TokenConfig::hs256(SECRET, 3600, 1000)
     }
 
     fn mint(claims: serde_json::Value) -> String {

@@ -50,6 +50,32 @@ pub struct TokenConfig {
     pub keys: Vec<KeyConfig>,
 }
 
+impl TokenConfig {
+    /// The settings of a verifier with one HS256 `secret` and no config
+    /// file (tests, benches): bearer tokens, `sid` and `sub`, 30 s of
+    /// leeway, no `iss`/`aud` check, 8 KiB tokens at most.
+    pub fn hs256(secret: &[u8], max_session_lifetime_s: u64, cache_entries: usize) -> TokenConfig {
+        TokenConfig {
+            sources: vec![TokenSource::Bearer],
+            session_claim: "sid".into(),
+            user_claim: "sub".into(),
+            issuer: None,
+            audiences: Vec::new(),
+            leeway_s: 30,
+            max_token_bytes: 8192,
+            max_session_lifetime_s,
+            require_exp: false,
+            cache_entries,
+            jwks_reload: Duration::from_secs(10),
+            keys: vec![KeyConfig {
+                algorithm: Some(Algorithm::HS256),
+                kid: None,
+                material: KeyMaterial::Secret(secret.to_vec()),
+            }],
+        }
+    }
+}
+
 /// One configured verification key (or JWKS file of keys).
 #[derive(Clone)]
 pub struct KeyConfig {

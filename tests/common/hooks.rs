@@ -32,14 +32,9 @@ impl HookReceiver {
             down: Arc::default(),
         };
         let served = r.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let served = served.clone();
-                tokio::spawn(async move { served.answer(stream).await });
-            }
+        super::serve_each(listener, move |stream| {
+            let served = served.clone();
+            async move { served.answer(stream).await }
         });
         r
     }

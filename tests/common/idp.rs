@@ -56,12 +56,25 @@ impl OidcProvider {
     /// `kid`, its clients' back-channel logout URI `logout_uri`; waits for
     /// its "ready" line.
     pub fn start(node: &Path, port: u16, kid: &str, logout_uri: &str) -> OidcProvider {
+        Self::start_logging(node, port, kid, logout_uri, None)
+    }
+
+    /// [`OidcProvider::start`], appending each logout token it sends to
+    /// `sent` (one per line).
+    pub fn start_logging(
+        node: &Path,
+        port: u16,
+        kid: &str,
+        logout_uri: &str,
+        sent: Option<&Path>,
+    ) -> OidcProvider {
         let mut child = Command::new(node)
             .current_dir(idp_dir())
             .arg("provider.mjs")
             .arg(port.to_string())
             .arg(kid)
             .arg(logout_uri)
+            .args(sent)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -225,14 +238,9 @@ impl Documents {
             hits: Arc::default(),
         };
         let served = docs.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let served = served.clone();
-                tokio::spawn(async move { served.answer(stream).await });
-            }
+        super::serve_each(listener, move |stream| {
+            let served = served.clone();
+            async move { served.answer(stream).await }
         });
         docs
     }

@@ -95,3 +95,30 @@ pub fn replace_file_later(new: &Path, dest: &Path, ahead: Duration) {
         .unwrap();
     std::fs::rename(new, dest).unwrap();
 }
+
+/// Accepts connections on `listener` for as long as the runtime runs,
+/// each answered by `answer` in a task of its own.
+pub fn serve_each<F, Fut>(listener: tokio::net::TcpListener, answer: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(answer(stream));
+        }
+    });
+}
+
+/// `sessiongate check-config` on `cfg` with `extra` TOML appended exits 2
+/// with an error naming `key`.
+pub fn assert_config_refused(mut cfg: GatewayConfig, extra: &str, key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    cfg.extra.push_str(extra);
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, cfg.render(free_port(), free_port())).unwrap();
+    let out = command_with_config("check-config", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{extra}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(key), "{extra}: {err}");
+}

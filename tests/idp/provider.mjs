@@ -1,17 +1,19 @@
 // A real OpenID provider for the integration tests: oidc-provider (a
 // certified implementation) on a loopback port, with back-channel logout.
-// Usage: node provider.mjs PORT KID BACKCHANNEL_LOGOUT_URI
+// Usage: node provider.mjs PORT KID BACKCHANNEL_LOGOUT_URI [SENT_LOG]
 // The provider signs with a fresh RS256 key (2048 bits) named KID: started
 // again with another KID, it has rotated its keys (the old one is gone). Logins
 // are automatic: /auth?login_hint=<user> signs <user> in and consents, so
 // a test gets an ID token without a browser. Ending a session is the
 // provider's own RP-initiated logout (/session/end, then its confirm form),
-// which sends a logout token to each client's back-channel logout URI.
+// which sends a logout token to each client's back-channel logout URI
+// (each one also appended to SENT_LOG, when given, so a test can replay it).
 // Prints "ready <issuer>" once listening.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import Provider from 'oidc-provider';
 
-const [port, kid, backchannelUri] = process.argv.slice(2);
+const [port, kid, backchannelUri, sentLog] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwks = { keys: [{ ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' }] };
@@ -48,6 +50,9 @@ const provider = new Provider(issuer, {
   // here the gateway's back-channel logout URI is on loopback on purpose.
   fetch: (url, options) => {
     const { dispatcher, ...rest } = options;
+    if (sentLog && rest.body instanceof URLSearchParams && rest.body.has('logout_token')) {
+      fs.appendFileSync(sentLog, `${rest.body.get('logout_token')}\n`);
+    }
     return globalThis.fetch(url, rest);
   },
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Script};
 
-use super::codec::{entry_fields, field, parse_audit};
 use super::RedisStore;
 use crate::audit::AuditEntry;
 use crate::store::{Delivery, StoreError};
@@ -25,23 +24,13 @@ return 0
 #[async_trait]
 impl Delivery for RedisStore {
     async fn audit_head(&self) -> Result<String, StoreError> {
-        let mut conn = self.conn().await?;
-        let v: Value = redis::cmd("XREVRANGE")
-            .arg(self.key("audit"))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await?;
-        Ok(match v {
-            Value::Array(items) => items
-                .first()
-                .and_then(entry_fields)
-                .map(|(id, _)| id)
-                .unwrap_or_default(),
-            _ => String::new(),
-        })
+        Ok(self
+            .audit_range("XREVRANGE", "+", "-", 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(id, _)| id)
+            .unwrap_or_default())
     }
 
     async fn audit_after(
@@ -49,28 +38,12 @@ impl Delivery for RedisStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<(String, AuditEntry)>, StoreError> {
-        let mut conn = self.conn().await?;
-        let start = if after.is_empty() {
+        let from = if after.is_empty() {
             "-".to_string()
         } else {
             format!("({after}")
         };
-        let v: Value = redis::cmd("XRANGE")
-            .arg(self.key("audit"))
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        let Value::Array(items) = v else {
-            return Ok(Vec::new());
-        };
-        Ok(items
-            .iter()
-            .filter_map(entry_fields)
-            .filter_map(|(id, f)| field(&f, "data").and_then(parse_audit).map(|a| (id, a)))
-            .collect())
+        self.audit_range("XRANGE", &from, "+", limit).await
     }
 
     async fn cursor(&self, name: &str) -> Result<Option<String>, StoreError> {

@@ -110,6 +110,34 @@ impl RedisStore {
         })
     }
 
+    /// Audit stream entries from `XRANGE`/`XREVRANGE` between `from` and
+    /// `to`, at most `limit`, with their ids.
+    async fn audit_range(
+        &self,
+        command: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, AuditEntry)>, StoreError> {
+        let mut conn = self.conn().await?;
+        let v: Value = redis::cmd(command)
+            .arg(self.key("audit"))
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let Value::Array(items) = v else {
+            return Ok(Vec::new());
+        };
+        Ok(items
+            .iter()
+            .filter_map(entry_fields)
+            .filter_map(|(id, f)| field(&f, "data").and_then(parse_audit).map(|a| (id, a)))
+            .collect())
+    }
+
     fn key(&self, rest: &str) -> String {
         format!("{}{}", self.settings.prefix, rest)
     }
@@ -428,25 +456,14 @@ impl AuditLog for RedisStore {
         limit: usize,
         since_ms: Option<i64>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut conn = self.conn().await?;
         let start = since_ms
             .map(|s| format!("{}", s.max(0)))
             .unwrap_or_else(|| "-".into());
-        let v: Value = redis::cmd("XREVRANGE")
-            .arg(self.key("audit"))
-            .arg("+")
-            .arg(start)
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        let Value::Array(items) = v else {
-            return Ok(Vec::new());
-        };
-        Ok(items
-            .iter()
-            .filter_map(entry_fields)
-            .filter_map(|(_, f)| field(&f, "data").and_then(parse_audit))
+        Ok(self
+            .audit_range("XREVRANGE", "+", &start, limit)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a)
             .filter(|a| since_ms.is_none_or(|s| a.at_ms >= s))
             .collect())
     }
