@@ -289,7 +289,8 @@ impl Gateway {
                 self.authority.clone(),
                 config.enforcement.login_url.clone(),
             )
-            .with_receivers(receivers),
+            .with_receivers(receivers)
+            .with_reauth(config.sessions.reauth_max_age_s),
         );
 
         let proxy = Proxy::new(

@@ -99,6 +99,109 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// A path read the widest way an application might read it, for rules that
+/// must hold however it is read (step-up routes): percent-decoded until
+/// stable (three rounds at most), `\` read as `/`, cut at the first NUL,
+/// control byte, `?` or `#`, `;` parameters dropped from each segment, empty
+/// and `.` segments dropped, `..` resolved, ASCII lowercased. A route
+/// matches when this starts with its prefix (read the same way), so no
+/// spelling of a protected path escapes it; other paths may match too (on
+/// the safe side).
+pub fn widest_reading(path: &[u8]) -> Vec<u8> {
+    let mut bytes = path.to_vec();
+    for _ in 0..3 {
+        let decoded = percent_decode(&bytes);
+        if decoded == bytes {
+            break;
+        }
+        bytes = decoded;
+    }
+    let end = bytes
+        .iter()
+        .position(|b| *b < 0x20 || *b == 0x7f || *b == b'?' || *b == b'#')
+        .unwrap_or(bytes.len());
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    for raw in bytes[..end].split(|b| *b == b'/' || *b == b'\\') {
+        let seg = raw.split(|b| *b == b';').next().unwrap_or(&[]);
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            _ => segments.push(seg.to_ascii_lowercase()),
+        }
+    }
+    let mut out = Vec::with_capacity(end + 1);
+    for seg in segments {
+        out.push(b'/');
+        out.extend_from_slice(&seg);
+    }
+    if out.is_empty() || bytes[..end].ends_with(b"/") {
+        out.push(b'/');
+    }
+    out
+}
+
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Step-up route prefixes, matched on [`widest_reading`] of both sides.
+#[derive(Debug, Clone, Default)]
+pub struct RoutePrefixes {
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl RoutePrefixes {
+    /// The set of `prefixes`, in order.
+    pub fn new<'a>(prefixes: impl IntoIterator<Item = &'a str>) -> Self {
+        let prefixes = prefixes
+            .into_iter()
+            .map(|p| {
+                let mut w = widest_reading(p.as_bytes());
+                // "/account/" and "/account" protect the same tree.
+                if w.len() > 1 && w.ends_with(b"/") {
+                    w.pop();
+                }
+                w
+            })
+            .collect();
+        Self { prefixes }
+    }
+
+    /// No route.
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    /// The indexes of the prefixes `path` falls under, in order. Only
+    /// called with routes configured (the reading allocates).
+    pub fn matching(&self, path: &[u8]) -> impl Iterator<Item = usize> + '_ {
+        let reading = widest_reading(path);
+        self.prefixes
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| reading.starts_with(p))
+            .map(|(i, _)| i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +277,53 @@ mod tests {
             assert!(!p.matches(probe.as_bytes()), "{probe}");
         }
         assert!(!PublicPaths::new(&[]).matches(b"/healthz"));
+    }
+
+    #[test]
+    fn no_spelling_of_a_route_escapes_it() {
+        let routes = RoutePrefixes::new(["/account/security"]);
+        for p in [
+            "/account/security",
+            "/account/security/",
+            "/account/security/password",
+            "/account/securityx",
+            "//account/security",
+            "/account//security",
+            "/account/./security",
+            "/x/../account/security",
+            "/account/security;jsessionid=1",
+            "/account;a=b/security",
+            "/Account/Security",
+            "/account/%73ecurity",
+            "/account%2Fsecurity",
+            "/account%252Fsecurity",
+            "/account\\security",
+            "/account/%5Csecurity",
+            "/account/security%00",
+            "/account/security%3Fx",
+            "/account/security#x",
+            "/account/%2e/security",
+            "/public/%2e%2e/account/security",
+        ] {
+            assert!(routes.matching(p.as_bytes()).next().is_some(), "{p}");
+        }
+        for p in [
+            "/",
+            "/account",
+            "/account/sec",
+            "/accounts/security",
+            "/other/account/security",
+        ] {
+            assert!(routes.matching(p.as_bytes()).next().is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_route_with_a_trailing_slash_covers_its_tree() {
+        let routes = RoutePrefixes::new(["/admin/"]);
+        assert!(routes.matching(b"/admin").next().is_some());
+        assert!(routes.matching(b"/admin/users").next().is_some());
+        assert_eq!(widest_reading(b"/"), b"/");
+        assert_eq!(widest_reading(b"/a/b/"), b"/a/b/");
     }
 }

@@ -96,6 +96,10 @@ pub struct PageData<'a> {
     pub now_ms: i64,
     /// What just happened (after a form post), shown at the top.
     pub notice: Option<Notice>,
+    /// The session's sign-in is too old for the actions
+    /// (`sessions.reauth_max_age_s`): the page offers to sign in again
+    /// (at this link, when there is a login URL) instead of its buttons.
+    pub reauth: Option<Option<&'a str>>,
 }
 
 /// The outcome of a form post, carried back to the page in `?done=`.
@@ -183,6 +187,16 @@ pub fn render(d: &PageData) -> String {
 "#,
         user = escape(d.user_id)
     );
+    if let Some(link) = d.reauth {
+        let link = match link {
+            Some(l) => format!(r#" <a href="{}">Sign in again</a>"#, escape(l)),
+            None => String::new(),
+        };
+        let _ = write!(
+            h,
+            r#"<div class="warning" role="note"><p><strong>Sign in again to continue.</strong> You signed in a while ago; to log devices out, confirm it is you.{link}</p></div>"#
+        );
+    }
     if let Some(n) = d.notice {
         let _ = write!(h, r#"<p class="notice" role="status">{}</p>"#, n.text());
     }
@@ -241,6 +255,8 @@ pub fn render(d: &PageData) -> String {
             );
             if current {
                 h.push_str(" If this is you, confirm it from one of your other devices.</p>");
+            } else if d.reauth.is_some() {
+                h.push_str(" If it wasn't you, sign in again to log it out.</p>");
             } else {
                 let _ = write!(
                     h,
@@ -251,7 +267,7 @@ pub fn render(d: &PageData) -> String {
             h.push_str("</div>\n");
         }
         h.push_str("</div>\n");
-        if !current {
+        if !current && d.reauth.is_none() {
             let _ = write!(
                 h,
                 r#"<div class="actions">
@@ -278,7 +294,7 @@ pub fn render(d: &PageData) -> String {
         .iter()
         .filter(|s| s.session_id != d.current_session_id)
         .count();
-    if others > 0 {
+    if others > 0 && d.reauth.is_none() {
         let _ = write!(
             h,
             r#"<section class="others" aria-label="Log out everywhere else">

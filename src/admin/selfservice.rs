@@ -219,6 +219,8 @@ pub struct SelfService {
     csrf_key: tokio::sync::OnceCell<hmac::Key>,
     login_url: Option<HeaderValue>,
     receivers: Option<Receivers>,
+    /// `sessions.reauth_max_age_s`.
+    reauth_max_age: Option<u64>,
 }
 
 impl std::fmt::Debug for SelfService {
@@ -249,7 +251,24 @@ impl SelfService {
             csrf_key: tokio::sync::OnceCell::new(),
             login_url,
             receivers: None,
+            reauth_max_age: None,
         }
+    }
+
+    /// The same, with the actions needing an `auth_time` at most
+    /// `max_age` seconds old (`sessions.reauth_max_age_s`).
+    pub fn with_reauth(mut self, max_age: Option<u64>) -> SelfService {
+        self.reauth_max_age = max_age;
+        self
+    }
+
+    /// The refusal a self-service action gets from this session, when its
+    /// sign-in is too old.
+    fn stale(&self, token: &VerifiedToken, now_ms: i64) -> Option<Refusal> {
+        let max_age = self.reauth_max_age?;
+        self.enforcer
+            .fresh_enough(token, max_age, now_ms.div_euclid(1000))
+            .err()
     }
 
     /// The same, answering the IdP's receivers' paths with `receivers`.
@@ -359,6 +378,11 @@ impl SelfService {
         {
             return self.refused(req, &refusal);
         }
+        if !matches!(route, Route::List) {
+            if let Some(refusal) = self.stale(&token, req.now_ms) {
+                return self.refused(req, &refusal);
+            }
+        }
         let result = match route {
             Route::List => self.list(req, &token, &user).await,
             Route::Revoke(sid) => {
@@ -459,6 +483,7 @@ impl SelfService {
     ) -> Result<Response, crate::store::StoreError> {
         let visible = self.visible(user).await?;
         let csrf = self.csrf_token(&token.session_id).await?;
+        let stale = self.stale(token, req.now_ms);
         if wants_json(req.headers) {
             let list: Vec<serde_json::Value> = visible
                 .iter()
@@ -470,6 +495,7 @@ impl SelfService {
                     "user_id": user,
                     "current_session_id": token.session_id,
                     "csrf_token": csrf,
+                    "reauth_required": stale.is_some(),
                     "sessions": list,
                 }),
                 Some(Outcome::Allowed),
@@ -482,6 +508,16 @@ impl SelfService {
             sessions: &visible,
             now_ms: req.now_ms,
             notice: Notice::from_query(req.query),
+            reauth: stale
+                .as_ref()
+                .map(|r| {
+                    self.login_url
+                        .as_ref()
+                        .map(|u| r.login_location(u))
+                        .and_then(|v| v.to_str().ok().map(String::from))
+                })
+                .as_ref()
+                .map(|l| l.as_deref()),
         });
         Ok(html_response(StatusCode::OK, html, Some(Outcome::Allowed)))
     }

@@ -188,6 +188,25 @@ pub struct Enforcement {
     /// `store_unavailable`) once the store has been silent this long;
     /// `None` (0, the default): enforce from memory indefinitely.
     pub fail_closed_after: Option<Duration>,
+    /// `[[enforcement.routes]]`: step-up per path prefix (RFC 9470).
+    pub routes: Vec<Route>,
+}
+
+/// One step-up route: requests under `prefix` need a token whose `acr` is
+/// one of `acr_values` or whose `amr` holds one of `amr_any` (either list
+/// may be empty; both empty: any), and whose `auth_time` is at most
+/// `max_age_s` old when that is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `prefix`: a path starting with `/`, not under `/.sessiongate`;
+    /// matched however a request spells it (`path::widest_reading`).
+    pub prefix: String,
+    /// `acr_values`.
+    pub acr_values: Vec<String>,
+    /// `amr_any`.
+    pub amr_any: Vec<String>,
+    /// `max_age_s`; `None` (0): `auth_time` not checked.
+    pub max_age_s: Option<u64>,
 }
 
 /// `[admin]`: access to the admin API (its `Debug` redacts the token).
@@ -283,6 +302,10 @@ pub struct Sessions {
     /// country until the user confirms it from another of their sessions
     /// (enforce mode only; default false).
     pub refuse_new_location: bool,
+    /// `sessions.reauth_max_age_s`: the self-service actions (log out a
+    /// device, log out everywhere else, confirm a location) need the
+    /// token's `auth_time` at most this old; `None` (0): not checked.
+    pub reauth_max_age_s: Option<u64>,
 }
 
 impl Config {

@@ -317,6 +317,27 @@ pub struct RawEnforcement {
     /// long; 0 keeps enforcing from memory indefinitely.
     #[serde(default)]
     pub fail_closed_after_s: u64,
+    /// `[[enforcement.routes]]`: path prefixes that demand a stronger or
+    /// fresher authentication (RFC 9470).
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// One `[[enforcement.routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// The path prefix it protects.
+    pub prefix: String,
+    /// The token's `acr` must be one of these, or
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// its `amr` must hold one of these.
+    #[serde(default)]
+    pub amr_any: Vec<String>,
+    /// Its `auth_time` no older than this (seconds; 0: not checked).
+    #[serde(default)]
+    pub max_age_s: u64,
 }
 
 impl Default for RawEnforcement {
@@ -326,6 +347,7 @@ impl Default for RawEnforcement {
             public_paths: d_public_paths(),
             login_url: String::new(),
             fail_closed_after_s: 0,
+            routes: Vec::new(),
         }
     }
 }
@@ -449,6 +471,10 @@ pub struct RawSessions {
     /// from one of their other sessions.
     #[serde(default)]
     pub refuse_new_location: bool,
+    /// Self-service actions need an `auth_time` at most this old (seconds;
+    /// 0: not checked).
+    #[serde(default)]
+    pub reauth_max_age_s: u64,
 }
 
 impl Default for RawSessions {
@@ -459,6 +485,7 @@ impl Default for RawSessions {
             persist_interval_s: d_persist_interval(),
             purge_interval_s: d_session_purge_interval(),
             refuse_new_location: false,
+            reauth_max_age_s: 0,
         }
     }
 }

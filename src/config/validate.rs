@@ -192,8 +192,65 @@ impl TryFrom<raw::RawEnforcement> for Enforcement {
             },
             fail_closed_after: (raw.fail_closed_after_s > 0)
                 .then(|| Duration::from_secs(raw.fail_closed_after_s)),
+            routes: raw
+                .routes
+                .into_iter()
+                .enumerate()
+                .map(route)
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// One `[[enforcement.routes]]` entry, checked: a path prefix outside the
+/// gateway's own, something to check, values usable in a challenge.
+fn route((i, raw): (usize, raw::RawRoute)) -> Result<Route, KeyError> {
+    let key = |k: &str| format!("enforcement.routes[{i}].{k}");
+    if !raw.prefix.starts_with('/') {
+        return Err(KeyError::new(
+            key("prefix"),
+            format!("{:?} must start with \"/\"", raw.prefix),
+        ));
+    }
+    if crate::path::widest_reading(raw.prefix.as_bytes()).starts_with(b"/.sessiongate") {
+        return Err(KeyError::new(
+            key("prefix"),
+            format!("{:?} is reserved for the gateway", raw.prefix),
+        ));
+    }
+    if raw.acr_values.is_empty() && raw.amr_any.is_empty() && raw.max_age_s == 0 {
+        return Err(KeyError::new(
+            key("prefix"),
+            "sets nothing to check (acr_values, amr_any or max_age_s)",
+        ));
+    }
+    // Values go into a quoted challenge parameter and a query string.
+    let plain = |v: &String| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    };
+    if let Some(v) = raw.acr_values.iter().find(|v| !plain(v)) {
+        return Err(KeyError::new(
+            key("acr_values"),
+            format!("{v:?} must be printable ASCII without quotes, spaces or backslashes"),
+        ));
+    }
+    if let Some(v) = raw.amr_any.iter().find(|v| !plain(v)) {
+        return Err(KeyError::new(
+            key("amr_any"),
+            format!("{v:?} must be printable ASCII without quotes, spaces or backslashes"),
+        ));
+    }
+    Ok(Route {
+        prefix: raw.prefix,
+        acr_values: raw.acr_values,
+        amr_any: raw.amr_any,
+        max_age_s: match raw.max_age_s {
+            0 => None,
+            s => Some(positive_secs(&key("max_age_s"), s)?.as_secs()),
+        },
+    })
 }
 
 impl TryFrom<InDir<'_, raw::RawAdmin>> for Admin {
@@ -317,6 +374,10 @@ impl TryFrom<raw::RawSessions> for Sessions {
             persist_interval: positive_secs("sessions.persist_interval_s", raw.persist_interval_s)?,
             purge_interval: positive_secs("sessions.purge_interval_s", raw.purge_interval_s)?,
             refuse_new_location: raw.refuse_new_location,
+            reauth_max_age_s: match raw.reauth_max_age_s {
+                0 => None,
+                s => Some(positive_secs("sessions.reauth_max_age_s", s)?.as_secs()),
+            },
         })
     }
 }

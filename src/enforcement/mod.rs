@@ -14,7 +14,7 @@ use crate::path::{target_path, PublicPaths};
 use crate::revocation::RevocationSet;
 use crate::token::extract::{self, Strip};
 use crate::token::{KeyLoadError, TokenError, VerifiedToken, Verifier};
-pub use refusal::{error_body, Forbidden, Outcome, Refusal, RenderedRefusal};
+pub use refusal::{error_body, Forbidden, Outcome, Refusal, RenderedRefusal, StepUp};
 
 /// Prefix of the paths the gateway serves itself.
 pub const RESERVED_PREFIX: &str = "/.sessiongate/";
@@ -107,6 +107,11 @@ pub struct Enforcer {
     mode: Mode,
     fail_closed_after_ms: Option<i64>,
     refuse_new_location: bool,
+    /// `[[enforcement.routes]]`, with their prefixes read the widest way.
+    routes: Vec<crate::config::Route>,
+    route_prefixes: crate::path::RoutePrefixes,
+    /// The challenge of each route, built once.
+    challenges: Vec<StepUp>,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -130,7 +135,84 @@ impl Enforcer {
                 .fail_closed_after
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             refuse_new_location: config.sessions.refuse_new_location,
+            routes: config.enforcement.routes.clone(),
+            route_prefixes: crate::path::RoutePrefixes::new(
+                config.enforcement.routes.iter().map(|r| r.prefix.as_str()),
+            ),
+            challenges: config
+                .enforcement
+                .routes
+                .iter()
+                .map(|r| StepUp {
+                    acr_values: (!r.acr_values.is_empty())
+                        .then(|| std::sync::Arc::from(r.acr_values.join(" "))),
+                    max_age: r.max_age_s,
+                    reason: "",
+                })
+                .collect(),
         })
+    }
+
+    /// The step-up routes `path` falls under (every route for a target
+    /// that is not origin-form: on the safe side), in config order.
+    fn routes_of(&self, path: Option<&[u8]>) -> Vec<usize> {
+        if self.route_prefixes.is_empty() {
+            return Vec::new();
+        }
+        match path {
+            Some(p) => self.route_prefixes.matching(p).collect(),
+            None => (0..self.routes.len()).collect(),
+        }
+    }
+
+    /// The first route of `routes` that `token` falls short of, as its
+    /// refusal: `acr` one of `acr_values` or `amr` holding one of
+    /// `amr_any` (when either is set), and `auth_time` at most `max_age_s`
+    /// old (when set; a missing or future `auth_time` falls short).
+    fn step_up(&self, routes: &[usize], token: &VerifiedToken, now: i64) -> Option<Refusal> {
+        routes.iter().find_map(|&i| {
+            let route = &self.routes[i];
+            let class_ok = (route.acr_values.is_empty() && route.amr_any.is_empty())
+                || token
+                    .acr
+                    .as_deref()
+                    .is_some_and(|acr| route.acr_values.iter().any(|v| v == acr))
+                || token
+                    .amr
+                    .iter()
+                    .any(|m| route.amr_any.iter().any(|v| **v == **m));
+            let reason = if !class_ok {
+                "a stronger authentication is required"
+            } else {
+                match (route.max_age_s, token.auth_time) {
+                    (None, _) => return None,
+                    (Some(age), Some(t)) if t <= now && now - t <= age as i64 => return None,
+                    _ => "a more recent authentication is required",
+                }
+            };
+            Some(Refusal::StepUp(StepUp {
+                reason,
+                ..self.challenges[i].clone()
+            }))
+        })
+    }
+
+    /// `sessions.reauth_max_age_s` for a self-service action: `auth_time`
+    /// at most `max_age` old, else the same refusal a step-up route gives.
+    pub fn fresh_enough(
+        &self,
+        token: &VerifiedToken,
+        max_age: u64,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        match token.auth_time {
+            Some(t) if t <= now && now - t <= max_age as i64 => Ok(()),
+            _ => Err(Refusal::StepUp(StepUp {
+                acr_values: None,
+                max_age: Some(max_age),
+                reason: "sign in again to continue",
+            })),
+        }
     }
 
     /// The rule decided once an allowed request's sighting is known (the
@@ -186,7 +268,9 @@ impl Enforcer {
     }
 
     fn enforce(&self, path: Option<&[u8]>, facts: &Facts<'_>) -> Verdict {
-        let public = path.is_some_and(|p| self.public.matches(p));
+        // A step-up route is never public, however the paths overlap.
+        let routes = self.routes_of(path);
+        let public = routes.is_empty() && path.is_some_and(|p| self.public.matches(p));
         let credentials = match extract::collect(facts.headers, &self.sources) {
             Ok(c) => c,
             Err(e) => return Verdict::bare(Decision::Refuse(Refusal::InvalidRequest(e))),
@@ -198,6 +282,10 @@ impl Enforcer {
             None => Err(Refusal::MissingToken),
             Some(raw) => self.check(raw, facts.now_s),
         };
+        let checked = checked.and_then(|token| match self.step_up(&routes, &token, facts.now_s) {
+            Some(refusal) => Err(refusal),
+            None => Ok(token),
+        });
         match (checked, public) {
             (Ok(token), public) => Verdict {
                 strip: credentials.strip(facts.headers, &self.sources, true),

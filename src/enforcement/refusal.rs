@@ -36,11 +36,13 @@ pub enum Outcome {
     StoreUnavailable = 7,
     /// The request's credentials are ambiguous.
     InvalidRequest = 8,
+    /// A step-up route asks for a stronger or fresher authentication.
+    InsufficientUserAuthentication = 9,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order (one counter each).
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::MissingToken,
@@ -50,6 +52,7 @@ impl Outcome {
         Outcome::NewLocation,
         Outcome::StoreUnavailable,
         Outcome::InvalidRequest,
+        Outcome::InsufficientUserAuthentication,
     ];
 
     /// The metric label, also the `error` code of a refusal's JSON body.
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::NewLocation => "new_location",
             Outcome::StoreUnavailable => "store_unavailable",
             Outcome::InvalidRequest => "invalid_request",
+            Outcome::InsufficientUserAuthentication => "insufficient_user_authentication",
         }
     }
 }
@@ -101,6 +105,11 @@ pub enum Refusal {
     /// The request's credentials are ambiguous (two `Authorization`
     /// headers, conflicting credential cookies): 400 `invalid_request`.
     InvalidRequest(CredentialError),
+    /// A step-up route (or a self-service action) needs a stronger or
+    /// fresher authentication: 401 `insufficient_user_authentication` with
+    /// the RFC 9470 challenge; a browser is sent to `login_url` with
+    /// `acr_values` and `max_age` as query parameters.
+    StepUp(StepUp),
     /// A body over the limit of the endpoint (its bytes named): 413
     /// `payload_too_large`; the connection is not reused.
     PayloadTooLarge(usize),
@@ -142,6 +151,17 @@ pub enum Refusal {
     },
 }
 
+/// What a step-up route asks for: the RFC 9470 challenge parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUp {
+    /// `acr_values`, space-separated; `None` when the route names none.
+    pub acr_values: Option<std::sync::Arc<str>>,
+    /// `max_age` (seconds); `None` when the route checks no `auth_time`.
+    pub max_age: Option<u64>,
+    /// Why the token falls short, in words.
+    pub reason: &'static str,
+}
+
 /// Why a self-service action is refused to an authenticated session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forbidden {
@@ -178,6 +198,7 @@ impl Refusal {
             Refusal::NewLocation => Outcome::NewLocation,
             Refusal::StoreUnavailable => Outcome::StoreUnavailable,
             Refusal::InvalidRequest(_) => Outcome::InvalidRequest,
+            Refusal::StepUp(_) => Outcome::InsufficientUserAuthentication,
             _ => return None,
         })
     }
@@ -215,6 +236,7 @@ impl Refusal {
             | Refusal::InvalidToken(_)
             | Refusal::Expired
             | Refusal::Revoked(_)
+            | Refusal::StepUp(_)
             | Refusal::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             Refusal::NewLocation | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::StoreUnavailable | Refusal::StoreFailed(_) | Refusal::KeysUnavailable => {
@@ -244,6 +266,7 @@ impl Refusal {
             }
             Refusal::StoreUnavailable => "session state is unavailable; try again later",
             Refusal::InvalidRequest(e) => e.description(),
+            Refusal::StepUp(s) => s.reason,
             Refusal::PayloadTooLarge(limit) => {
                 return Cow::Owned(format!("request bodies are limited to {limit} bytes"))
             }
@@ -290,12 +313,22 @@ impl Refusal {
             }
             Refusal::InvalidRequest(_) => "invalid_request",
             Refusal::InvalidToken(_) | Refusal::Expired | Refusal::Revoked(_) => "invalid_token",
+            Refusal::StepUp(_) => "insufficient_user_authentication",
             _ => return None,
         };
-        let v = format!(
+        let mut v = format!(
             r#"Bearer realm="sessiongate", error="{error}", error_description="{}""#,
             self.description()
         );
+        if let Refusal::StepUp(s) = self {
+            // RFC 9470 section 3: only the parameters the route sets.
+            if let Some(acr) = &s.acr_values {
+                v.push_str(&format!(r#", acr_values="{acr}""#));
+            }
+            if let Some(age) = s.max_age {
+                v.push_str(&format!(", max_age={age}"));
+            }
+        }
         Some(HeaderValue::from_str(&v).unwrap_or_else(|_| {
             HeaderValue::from_static(r#"Bearer realm="sessiongate", error="invalid_token""#)
         }))
@@ -324,6 +357,30 @@ impl Refusal {
         }
     }
 
+    /// Where a browser is sent to sign in: `login_url`, with `acr_values`
+    /// and `max_age` appended for a step-up, so the app's login can ask the
+    /// IdP for them.
+    pub fn login_location(&self, login_url: &HeaderValue) -> HeaderValue {
+        let Refusal::StepUp(s) = self else {
+            return login_url.clone();
+        };
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(acr) = &s.acr_values {
+            query.append_pair("acr_values", acr);
+        }
+        if let Some(age) = s.max_age {
+            query.append_pair("max_age", &age.to_string());
+        }
+        let query = query.finish();
+        let base = String::from_utf8_lossy(login_url.as_bytes());
+        let joined = match (query.is_empty(), base.contains('?')) {
+            (true, _) => return login_url.clone(),
+            (false, true) => format!("{base}&{query}"),
+            (false, false) => format!("{base}?{query}"),
+        };
+        HeaderValue::from_str(&joined).unwrap_or_else(|_| login_url.clone())
+    }
+
     /// Status, headers and body. With `login_url` set and a browser asking
     /// for HTML, a request-path 401 is a 302 to the login page instead.
     pub fn render(&self, login_url: Option<&HeaderValue>, wants_html: bool) -> RenderedRefusal {
@@ -335,7 +392,7 @@ impl Refusal {
         match (login_url, wants_html, self.www_authenticate()) {
             (Some(location), true, Some(_)) if self.outcome().is_some() && status == 401 => {
                 status = StatusCode::FOUND;
-                headers.push((http::header::LOCATION, location.clone()));
+                headers.push((http::header::LOCATION, self.login_location(location)));
             }
             (_, _, Some(challenge)) => headers.push((http::header::WWW_AUTHENTICATE, challenge)),
             _ => {}

@@ -12,6 +12,8 @@ fn enforcer(mode: &str) -> Enforcer {
         "[listen]\nproxy = \"127.0.0.1:1\"\n[upstream]\naddress = \"127.0.0.1:2\"\n\
          [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
          [enforcement]\nmode = \"{mode}\"\npublic_paths = [\"/pub\"]\nfail_closed_after_s = 5\n\
+         [[enforcement.routes]]\nprefix = \"/account/security\"\namr_any = [\"mfa\"]\n\
+         [[enforcement.routes]]\nprefix = \"/pub/payments\"\nacr_values = [\"gold\"]\nmax_age_s = 300\n\
          [sessions]\nrefuse_new_location = true\n"
     );
     let dir = std::env::temp_dir();
@@ -80,7 +82,108 @@ fn one_row_per_rule() {
     let mut with_cookie = bearer(ok("a", "s"));
     with_cookie.push(("cookie", "session=other; theme=dark".into()));
     let control = bearer(json!({"sub": "a\u{1}", "sid": "s", "exp": NOW + 60}));
+    let mfa = bearer(
+        json!({"sub": "a", "sid": "s", "iat": NOW - 60, "exp": NOW + 600, "amr": ["pwd", "mfa"]}),
+    );
+    let gold_fresh = bearer(
+        json!({"sub": "a", "sid": "s", "iat": NOW - 60, "exp": NOW + 600, "acr": "gold", "auth_time": NOW - 60}),
+    );
+    let gold_stale = bearer(
+        json!({"sub": "a", "sid": "s", "iat": NOW - 60, "exp": NOW + 600, "acr": "gold", "auth_time": NOW - 301}),
+    );
+    let gold_future = bearer(
+        json!({"sub": "a", "sid": "s", "iat": NOW - 60, "exp": NOW + 600, "acr": "gold", "auth_time": NOW + 600}),
+    );
+    let step_up = Some(Outcome::InsufficientUserAuthentication);
     let rows = vec![
+        row(
+            "step-up route: amr without mfa",
+            "/account/security",
+            bearer(ok("a", "s")),
+            0,
+            step_up,
+            false,
+        ),
+        row(
+            "step-up route: amr with mfa",
+            "/account/security/pw",
+            mfa.clone(),
+            0,
+            Some(Outcome::Allowed),
+            false,
+        ),
+        row(
+            "step-up route: another spelling",
+            "/account//Security",
+            bearer(ok("a", "s")),
+            0,
+            step_up,
+            false,
+        ),
+        row(
+            "step-up route: encoded",
+            "/account/%73ecurity",
+            bearer(ok("a", "s")),
+            0,
+            step_up,
+            false,
+        ),
+        row(
+            "step-up route: no token",
+            "/account/security",
+            vec![],
+            0,
+            Some(Outcome::MissingToken),
+            false,
+        ),
+        row(
+            "step-up route: absolute-form gets every route",
+            "http://h/x",
+            mfa.clone(),
+            0,
+            step_up,
+            false,
+        ),
+        row(
+            "step-up under a public prefix is not public",
+            "/pub/payments",
+            vec![],
+            0,
+            Some(Outcome::MissingToken),
+            false,
+        ),
+        row(
+            "step-up: acr and a fresh auth_time",
+            "/pub/payments/x",
+            gold_fresh,
+            0,
+            Some(Outcome::Allowed),
+            false,
+        ),
+        row(
+            "step-up: auth_time too old",
+            "/pub/payments/x",
+            gold_stale,
+            0,
+            step_up,
+            false,
+        ),
+        row(
+            "step-up: auth_time in the future",
+            "/pub/payments/x",
+            gold_future,
+            0,
+            step_up,
+            false,
+        ),
+        row(
+            "step-up: amr does not stand for acr",
+            "/pub/payments/x",
+            mfa,
+            0,
+            step_up,
+            false,
+        ),
         row(
             "reserved prefix",
             "/.sessiongate/sessions",
@@ -352,4 +455,70 @@ fn new_location_is_decided_after_the_sighting() {
     let m = enforcer("monitor").after_sighting(true).unwrap();
     assert_eq!(m.decision, Decision::Monitored(Refusal::NewLocation));
     assert_eq!(m.monitor_label, Some("new_location"));
+}
+
+/// The challenge of a route: only the parameters it sets; the login
+/// redirect carries them as query parameters.
+#[test]
+fn a_step_up_refusal_carries_the_routes_challenge() {
+    let e = enforcer("enforce");
+    let h: HeaderMap = bearer(json!({"sub": "a", "sid": "s", "iat": NOW - 60, "exp": NOW + 600, "acr": "bronze", "auth_time": NOW - 10}))
+        .into_iter()
+        .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_str(&v).unwrap()))
+        .collect();
+    let v = e.decide(&Facts {
+        target: b"/pub/payments",
+        headers: &h,
+        now_s: NOW,
+        store_silent_ms: 0,
+    });
+    let Decision::Refuse(r) = v.decision else {
+        panic!("{:?}", v.decision)
+    };
+    let challenge = r.www_authenticate().unwrap();
+    assert_eq!(
+        challenge.to_str().unwrap(),
+        r#"Bearer realm="sessiongate", error="insufficient_user_authentication", error_description="a stronger authentication is required", acr_values="gold", max_age=300"#
+    );
+    let login = HeaderValue::from_static("https://app.example/login?next=%2F");
+    let browser = r.render(Some(&login), true);
+    assert_eq!(browser.status, StatusCode::FOUND);
+    let location = browser
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::LOCATION)
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        location,
+        "https://app.example/login?next=%2F&acr_values=gold&max_age=300"
+    );
+    let api = r.render(Some(&login), false);
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = serde_json::from_slice(&api.body).unwrap();
+    assert_eq!(body["error"], "insufficient_user_authentication");
+    // amr_any only: no acr_values parameter, no max_age.
+    let v = e.decide(&Facts {
+        target: b"/account/security",
+        headers: &h,
+        now_s: NOW,
+        store_silent_ms: 0,
+    });
+    let Decision::Refuse(r) = v.decision else {
+        panic!()
+    };
+    let c = r.www_authenticate().unwrap();
+    assert!(
+        !c.to_str().unwrap().contains("acr_values") && !c.to_str().unwrap().contains("max_age"),
+        "{c:?}"
+    );
+    // Monitor mode forwards it under its label.
+    let m = enforcer("monitor").decide(&Facts {
+        target: b"/account/security",
+        headers: &h,
+        now_s: NOW,
+        store_silent_ms: 0,
+    });
+    assert_eq!(m.monitor_label, Some("insufficient_user_authentication"));
 }

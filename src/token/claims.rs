@@ -22,6 +22,12 @@ pub(super) struct Claims {
     pub(super) audience_ok: bool,
     /// An `events` claim: a logout token or a SET, not an access token.
     pub(super) events: bool,
+    /// `acr`: the authentication context class (step-up routes).
+    pub(super) acr: Option<String>,
+    /// `amr`: the authentication methods (RFC 8176), an array of strings.
+    pub(super) amr: Vec<String>,
+    /// `auth_time`: when the user last authenticated (UNIX seconds).
+    pub(super) auth_time: Option<i64>,
 }
 
 pub(super) struct ClaimsSeed<'a> {
@@ -54,7 +60,16 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let read = matches!(
                 key.as_ref(),
-                "exp" | "nbf" | "iat" | "iss" | "aud" | "jti" | "events"
+                "exp"
+                    | "nbf"
+                    | "iat"
+                    | "iss"
+                    | "aud"
+                    | "jti"
+                    | "events"
+                    | "acr"
+                    | "amr"
+                    | "auth_time"
             ) || key == self.session_claim
                 || key == self.user_claim;
             if read {
@@ -71,6 +86,9 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                 "exp" => c.exp = Some(map.next_value::<NumericDate>()?.0),
                 "nbf" => c.nbf = Some(map.next_value::<NumericDate>()?.0),
                 "iat" => c.iat = Some(map.next_value::<NumericDate>()?.0),
+                "auth_time" => c.auth_time = Some(map.next_value::<NumericDate>()?.0),
+                "acr" => c.acr = map.next_value::<ClaimString>()?.0,
+                "amr" => c.amr = map.next_value::<Vec<String>>()?,
                 "iss" if self.issuer.is_some() => {
                     let iss = map.next_value::<std::borrow::Cow<'de, str>>()?;
                     c.issuer_ok = Some(iss.as_ref()) == self.issuer;

@@ -61,6 +61,12 @@ pub struct VerifiedToken {
     pub session_header: Option<http::HeaderValue>,
     /// `X-User-Id` value; `None` without a user or when it cannot be one.
     pub user_header: Option<http::HeaderValue>,
+    /// `acr`, for step-up routes.
+    pub acr: Option<Box<str>>,
+    /// `amr`, for step-up routes.
+    pub amr: Box<[Box<str>]>,
+    /// `auth_time` (UNIX seconds), for step-up routes and re-authentication.
+    pub auth_time: Option<i64>,
 }
 
 impl VerifiedToken {
@@ -86,6 +92,9 @@ impl VerifiedToken {
             exp,
             nbf: None,
             max_until: None,
+            acr: None,
+            amr: Box::new([]),
+            auth_time: None,
         }
     }
 
@@ -322,6 +331,9 @@ impl Verifier {
         let mut identity = VerifiedToken::new(session_id, claims.user, claims.iat, exp);
         identity.nbf = claims.nbf;
         identity.max_until = max_until;
+        identity.acr = claims.acr.map(String::into_boxed_str);
+        identity.amr = claims.amr.into_iter().map(String::into_boxed_str).collect();
+        identity.auth_time = claims.auth_time;
         Ok(identity)
     }
 }
