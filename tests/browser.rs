@@ -151,17 +151,41 @@ async fn run_browser(node: &Path, env: &[(&str, String)]) -> BrowserRun {
 
 #[tokio::test]
 async fn logging_out_the_phone_from_the_page_in_a_real_browser() {
+    page_logout(false).await;
+}
+
+/// With `sessions.reauth_max_age_s`: a laptop whose sign-in is an hour old
+/// is asked to sign in again and offered no log-out; signed in again (a
+/// fresh `auth_time`), it logs the phone out.
+#[tokio::test]
+async fn a_stale_sign_in_is_asked_to_sign_in_again_in_a_real_browser() {
+    page_logout(true).await;
+}
+
+async fn page_logout(reauth: bool) {
     let Some(node) = prerequisites() else {
         return;
     };
     let started = Instant::now();
     let up = TestUpstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(geo_config(up.addr, Some(&city_database(dir.path())))).await;
+    let mut cfg = geo_config(up.addr, Some(&city_database(dir.path())));
+    if reauth {
+        cfg.extra.push_str("reauth_max_age_s = 300\n");
+    }
+    let gw = Gateway::start(cfg).await;
 
-    let phone = hs256(&claims("alice", "phone"));
-    let mac = hs256(&claims("alice", "mac"));
-    let laptop = hs256(&claims("alice", "laptop"));
+    let fresh = |sid: &str| {
+        let mut c = claims("alice", sid);
+        c["auth_time"] = serde_json::json!(now() - 5);
+        hs256(&c)
+    };
+    let phone = fresh("phone");
+    let mac = fresh("mac");
+    let laptop = fresh("laptop");
+    let mut stale_laptop = claims("alice", "laptop");
+    stale_laptop["auth_time"] = serde_json::json!(now() - 3600);
+    let stale_laptop = hs256(&stale_laptop);
     // Alice's devices, as the gateway sees them through a trusted proxy.
     // The laptop signed in first; the phone from the same city; the Mac
     // from another country (flagged as a new location).
@@ -192,6 +216,9 @@ async fn logging_out_the_phone_from_the_page_in_a_real_browser() {
     ];
     if let Some(p) = &screenshot {
         env.push(("SG_SCREENSHOT", p.display().to_string()));
+    }
+    if reauth {
+        env.push(("SG_STALE_COOKIE", stale_laptop.clone()));
     }
     let browser_started = Instant::now();
     let run = run_browser(&node, &env).await;

@@ -12,6 +12,9 @@
 //   SG_OTHER_SIDS      comma-separated session ids that must stay listed
 //   SG_SCREENSHOT      if set, a full-page PNG of the page before any click
 //   SG_CHROMIUM        browser executable (default /usr/bin/chromium)
+//   SG_STALE_COOKIE    if set, first the page with this cookie (a sign-in too
+//                      old for sessions.reauth_max_age_s): it must ask to sign
+//                      in again and offer no log-out; then SG_COOKIE, fresh
 // Exits 0 when every check held; otherwise prints what failed and exits 1.
 
 import { createRequire } from "node:module";
@@ -150,6 +153,22 @@ async function run(context) {
   );
 }
 
+// A sign-in too old for the actions: the page says so and offers none.
+async function stale(context) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const resp = await page.goto(need("SG_PAGE_URL"), { waitUntil: "load" });
+  check(resp && resp.status() === 200, `the page with a stale sign-in answered ${resp && resp.status()}`);
+  check(
+    await page.getByText("Sign in again to continue.", { exact: true }).isVisible(),
+    'a stale sign-in is not asked to "Sign in again to continue."',
+  );
+  check((await page.locator("form").count()) === 0, "a stale sign-in is offered a form");
+  check((await page.locator("details").count()) === 0, "a stale sign-in is offered a log-out");
+  log("stale sign-in: the page asks to sign in again, no action offered");
+  await page.close();
+}
+
 async function main() {
   const url = new URL(need("SG_PAGE_URL"));
   const cookie = need("SG_COOKIE");
@@ -193,9 +212,15 @@ async function main() {
       userAgent: process.env.SG_USER_AGENT || undefined,
       extraHTTPHeaders,
     });
-    await context.addCookies([
-      { name: "session", value: cookie, domain: url.hostname, path: "/", httpOnly: true, sameSite: "Lax" },
-    ]);
+    const setCookie = (value) =>
+      context.addCookies([
+        { name: "session", value, domain: url.hostname, path: "/", httpOnly: true, sameSite: "Lax" },
+      ]);
+    if (process.env.SG_STALE_COOKIE) {
+      await setCookie(process.env.SG_STALE_COOKIE);
+      await stale(context);
+    }
+    await setCookie(cookie);
     await run(context);
     log("PASSED");
     return 0;
