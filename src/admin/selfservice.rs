@@ -295,18 +295,9 @@ impl SelfService {
 
     /// The session's sessions, as the user may see them: theirs, not revoked.
     async fn visible(&self, user: &str) -> Result<Vec<SessionInfo>, crate::store::StoreError> {
-        let stored = self.authority.store().user_sessions(user).await?;
-        let all = sessions::merge(stored, self.sessions.for_user(user));
-        let revocations = self.authority.revocations();
-        Ok(all
-            .into_iter()
-            .filter(|s| s.user_id.as_deref() == Some(user))
-            .filter(|s| {
-                revocations
-                    .check(&s.session_id, Some(user), s.iat)
-                    .is_none()
-            })
-            .collect())
+        self.authority
+            .sessions_in_force(user, self.sessions.for_user(user))
+            .await
     }
 
     /// A session of `user`, or `None` (also when it belongs to someone else).

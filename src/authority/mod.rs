@@ -15,7 +15,11 @@ use crate::clock;
 use crate::closer::ConnectionRegistry;
 use crate::metrics::{Metrics, RevocationKind};
 use crate::revocation::{Retention, Revocation, RevocationSet, SessionRevocation, UserCutoff};
+use crate::sessions::SessionInfo;
 use crate::store::{Store, StoreError};
+
+/// The audit reason of a session revoked by `sessions.max_per_user`.
+pub const SESSION_LIMIT_REASON: &str = "session_limit";
 pub use follow::Readiness;
 
 /// Who asks for a revocation, for the audit trail.
@@ -50,6 +54,14 @@ impl Actor {
         Actor {
             name: format!("user:{sub}"),
             ip,
+        }
+    }
+
+    /// The gateway itself (`gateway`): a session limit, a theft signal.
+    pub fn gateway() -> Actor {
+        Actor {
+            name: "gateway".into(),
+            ip: None,
         }
     }
 
@@ -240,6 +252,68 @@ impl Authority {
         })
         .await?;
         Ok(true)
+    }
+
+    /// A user's sessions as the cluster knows them: stored and live here
+    /// (`live`), merged, revoked ones left out, newest `last_seen` first.
+    pub async fn sessions_in_force(
+        &self,
+        user: &str,
+        live: Vec<SessionInfo>,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let stored = self
+            .store
+            .user_sessions(user)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        Ok(crate::sessions::merge(stored, live)
+            .into_iter()
+            .filter(|s| s.user_id.as_deref() == Some(user))
+            .filter(|s| {
+                self.revocations
+                    .check(&s.session_id, Some(user), s.iat)
+                    .is_none()
+            })
+            .collect())
+    }
+
+    /// `sessions.max_per_user`, once `new_session` of `user` has appeared:
+    /// the sessions past `max` seen least recently (never the new one) are
+    /// revoked, actor `gateway`, reason `session_limit`. Off the request
+    /// path; the count is the cluster's (the store's sessions and this
+    /// gateway's).
+    pub fn limit_sessions_later(
+        self: &Arc<Self>,
+        user: String,
+        new_session: String,
+        live: Vec<SessionInfo>,
+        max: usize,
+    ) {
+        let authority = self.clone();
+        tokio::spawn(async move {
+            let sessions = match authority.sessions_in_force(&user, live).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, user = %user, "cannot count the user's sessions");
+                    return;
+                }
+            };
+            let mut others: Vec<&SessionInfo> = sessions
+                .iter()
+                .filter(|s| s.session_id != new_session)
+                .collect();
+            // Newest first: those after the first max - 1 go.
+            others.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+            let actor = Actor::gateway();
+            for old in others.iter().skip(max.saturating_sub(1)) {
+                if let Err(e) = authority
+                    .revoke_session(&old.session_id, old.exp, SESSION_LIMIT_REASON, &actor)
+                    .await
+                {
+                    tracing::warn!(error = %e, session = %old.session_id, "cannot revoke a session over the limit");
+                }
+            }
+        });
     }
 
     /// [`Authority::record`] off the request path: the request does not

@@ -306,6 +306,10 @@ pub struct Sessions {
     /// device, log out everywhere else, confirm a location) need the
     /// token's `auth_time` at most this old; `None` (0): not checked.
     pub reauth_max_age_s: Option<u64>,
+    /// `sessions.max_per_user`: when a user's session beyond this many is
+    /// first seen, the one seen least recently is revoked (reason
+    /// `session_limit`); `None` (0): no limit.
+    pub max_per_user: Option<usize>,
 }
 
 impl Config {

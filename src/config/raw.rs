@@ -475,6 +475,10 @@ pub struct RawSessions {
     /// 0: not checked).
     #[serde(default)]
     pub reauth_max_age_s: u64,
+    /// Most sessions a user may have (0: no limit); a new one revokes the
+    /// one seen least recently.
+    #[serde(default)]
+    pub max_per_user: usize,
 }
 
 impl Default for RawSessions {
@@ -486,6 +490,7 @@ impl Default for RawSessions {
             purge_interval_s: d_session_purge_interval(),
             refuse_new_location: false,
             reauth_max_age_s: 0,
+            max_per_user: 0,
         }
     }
 }

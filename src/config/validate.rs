@@ -374,6 +374,7 @@ impl TryFrom<raw::RawSessions> for Sessions {
             persist_interval: positive_secs("sessions.persist_interval_s", raw.persist_interval_s)?,
             purge_interval: positive_secs("sessions.purge_interval_s", raw.purge_interval_s)?,
             refuse_new_location: raw.refuse_new_location,
+            max_per_user: (raw.max_per_user > 0).then_some(raw.max_per_user),
             reauth_max_age_s: match raw.reauth_max_age_s {
                 0 => None,
                 s => Some(positive_secs("sessions.reauth_max_age_s", s)?.as_secs()),

@@ -87,6 +87,8 @@ pub struct Proxy {
     peer: HttpPeer,
     mode: Mode,
     login_url: Option<HeaderValue>,
+    /// `sessions.max_per_user`.
+    max_per_user: Option<usize>,
     x_forwarded: bool,
     /// Idle HTTP/1.1 keep-alive bound in seconds, `None`: no keep-alive.
     keepalive_s: Option<u64>,
@@ -125,6 +127,7 @@ impl Proxy {
             peer,
             mode: config.enforcement.mode,
             login_url: config.enforcement.login_url.clone(),
+            max_per_user: config.sessions.max_per_user,
             x_forwarded: config.upstream.x_forwarded,
             keepalive_s: config.listen.keepalive_timeout.map(|d| d.as_secs().max(1)),
         })
@@ -195,6 +198,15 @@ impl Proxy {
         };
         for entry in [seen.new_location, seen.created].into_iter().flatten() {
             self.self_service.authority().record_later(entry);
+        }
+        if let (true, Some(max), Some(user)) = (seen.first_seen, self.max_per_user, &token.user_id)
+        {
+            self.self_service.authority().limit_sessions_later(
+                user.clone(),
+                token.session_id.clone(),
+                self.sessions.for_user(user),
+                max,
+            );
         }
         if let Some(verdict) = self.enforcer.after_sighting(seen.unconfirmed_new_location) {
             ctx.outcome = verdict.outcome();

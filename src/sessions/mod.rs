@@ -68,6 +68,8 @@ pub struct Observation {
     /// The session's first sighting here, with
     /// [`RegistryLimits::record_created`]: the audit entry to record.
     pub created: Option<AuditEntry>,
+    /// The session's first sighting here (a session limit is checked).
+    pub first_seen: bool,
 }
 
 #[derive(Debug)]
@@ -204,6 +206,7 @@ impl SessionRegistry {
                     unconfirmed_new_location: e.new_location && !e.confirmed,
                     new_location: None,
                     created: None,
+                    first_seen: false,
                 };
             }
         }
@@ -228,6 +231,7 @@ impl SessionRegistry {
                 unconfirmed_new_location: false,
                 new_location: None,
                 created: None,
+                first_seen: false,
             };
         }
         let user_agent = String::from_utf8_lossy(s.user_agent);
@@ -320,6 +324,7 @@ impl SessionRegistry {
             unconfirmed_new_location: new_location && !confirmed,
             new_location: audit,
             created,
+            first_seen: is_new && previous.is_none(),
         }
     }
 
