@@ -303,7 +303,7 @@ impl Authority {
                 .filter(|s| s.session_id != new_session)
                 .collect();
             // Newest first: those after the first max - 1 go.
-            others.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+            others.sort_by_key(|s| std::cmp::Reverse(s.last_seen_ms));
             let actor = Actor::gateway();
             for old in others.iter().skip(max.saturating_sub(1)) {
                 if let Err(e) = authority
