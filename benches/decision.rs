@@ -123,6 +123,7 @@ fn bench(c: &mut Criterion) {
             max_tracked: 1_000_000,
             idle_ttl_ms: 30 * 86_400_000,
             record_created: false,
+            max_travel_kmh: 1000.0,
         },
     );
     // 10 k other sessions in the registry, like the load runs.

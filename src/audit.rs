@@ -24,6 +24,9 @@ pub enum Action {
     /// A session was first seen (`session_created`; recorded only when a
     /// webhook subscribes to `session.created`).
     SessionCreated,
+    /// A session was marked suspicious (`suspicious_session`; the reason
+    /// says why: `device_changed`, `impossible_travel`).
+    SuspiciousSession,
 }
 
 impl Action {
@@ -36,6 +39,7 @@ impl Action {
             Action::ConfirmLocation => "confirm_location",
             Action::UnmatchedEvent => "unmatched_event",
             Action::SessionCreated => "session_created",
+            Action::SuspiciousSession => "suspicious_session",
         }
     }
 
@@ -48,6 +52,7 @@ impl Action {
             "confirm_location" => Action::ConfirmLocation,
             "unmatched_event" => Action::UnmatchedEvent,
             "session_created" => Action::SessionCreated,
+            "suspicious_session" => Action::SuspiciousSession,
             _ => return None,
         })
     }

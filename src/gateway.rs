@@ -116,6 +116,7 @@ impl Gateway {
             RegistryLimits {
                 max_tracked: config.sessions.max_tracked,
                 idle_ttl_ms: config.sessions.idle_ttl_ms,
+                max_travel_kmh: config.sessions.max_travel_kmh,
                 record_created: config
                     .webhooks
                     .iter()

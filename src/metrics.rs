@@ -61,6 +61,9 @@ pub const WEBHOOK_DELIVERIES_TOTAL: &str = "sessiongate_webhook_deliveries_total
 /// Gauge: audit entries waiting to be looked at by a webhook (at most one
 /// batch of 100 counted).
 pub const WEBHOOK_QUEUE: &str = "sessiongate_webhook_queue";
+/// Counter: sessions marked suspicious, by `kind` (`device_changed`,
+/// `impossible_travel`).
+pub const SUSPICIOUS_SESSIONS_TOTAL: &str = "sessiongate_suspicious_sessions_total";
 
 /// Revocation-to-close buckets: the target is p99 under 20 ms.
 const CLOSE_BUCKETS: &[f64] = &[
@@ -171,6 +174,8 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// [`WEBHOOK_QUEUE`].
     pub webhook_queue: IntGauge,
+    /// [`SUSPICIOUS_SESSIONS_TOTAL`].
+    pub suspicious_sessions: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -334,8 +339,20 @@ impl Metrics {
             "Audit entries waiting for webhook delivery (one batch of at most 100 counted).",
         )?;
         registry.register(Box::new(webhook_queue.clone()))?;
+        let suspicious_sessions = IntCounterVec::new(
+            Opts::new(
+                SUSPICIOUS_SESSIONS_TOTAL,
+                "Sessions marked suspicious, by kind (device_changed, impossible_travel).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(suspicious_sessions.clone()))?;
+        for kind in ["device_changed", "impossible_travel"] {
+            suspicious_sessions.with_label_values(&[kind]);
+        }
 
         Ok(Metrics {
+            suspicious_sessions,
             webhook_deliveries,
             webhook_queue,
             jwks_fetch_errors,

@@ -58,6 +58,7 @@ impl EventType {
             Action::RevokeUser => Some(EventType::UserRevoked),
             Action::NewLocation => Some(EventType::NewLocation),
             Action::SessionCreated => Some(EventType::Created),
+            Action::SuspiciousSession => Some(EventType::Suspicious),
             Action::ConfirmLocation | Action::UnmatchedEvent => None,
         }
     }

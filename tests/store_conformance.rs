@@ -117,6 +117,7 @@ fn record(sid: &str, user: &str, first: i64, last: i64, requests: u64, ip: &str)
         exp: Some(last / 1000 + 600),
         new_location: false,
         confirmed: false,
+        suspicious: None,
     }
 }
 
@@ -292,6 +293,24 @@ async fn two_gateways_writing_one_session_are_merged() {
         assert_eq!(want.requests, 7);
         assert_eq!(want.ip, "203.0.113.9");
         assert!(want.new_location);
+        // A suspicious mark from the older sighting sticks; the first wins.
+        let mut marked = record("m2", "bob", 1_000, 5_000, 1, "198.51.100.1");
+        marked.suspicious = Some("device_changed".into());
+        let mut later = record("m2", "bob", 2_000, 9_000, 2, "203.0.113.9");
+        store.save_sessions(vec![marked.clone()]).await?;
+        store.save_sessions(vec![later.clone()]).await?;
+        let got = store.session("m2").await?.unwrap();
+        assert_eq!(got.suspicious.as_deref(), Some("device_changed"), "{name}");
+        later.suspicious = Some("impossible_travel".into());
+        later.last_seen_ms = 10_000;
+        store.save_sessions(vec![later.clone()]).await?;
+        let got = store.session("m2").await?.unwrap();
+        assert_eq!(
+            got.suspicious.as_deref(),
+            Some("device_changed"),
+            "{name}: the first mark wins"
+        );
+        assert_eq!(got, marked.merged(&later));
         Ok(())
     })
     .await;

@@ -23,6 +23,7 @@ use crate::sessions::{self, SessionInfo, SessionRegistry};
 mod input;
 pub mod page;
 pub mod receivers;
+mod reply;
 pub mod selfservice;
 
 use crate::enforcement::Refusal;

@@ -243,6 +243,18 @@ pub fn render(d: &PageData) -> String {
             first_iso = clock::rfc3339_ms(s.first_seen_ms),
             first = human_time(s.first_seen_ms),
         );
+        if let Some(why) = s.suspicious.as_deref() {
+            let text = match why {
+                "device_changed" => {
+                    "This session was used from another device than the one it signed in on."
+                }
+                _ => "This session was used from two places too far apart to travel between.",
+            };
+            let _ = write!(
+                h,
+                r#"<div class="warning" role="note"><p><strong>Suspicious.</strong> {text} If it wasn't you, log it out.</p></div>"#
+            );
+        }
         if s.new_location && !s.confirmed {
             let place = match s.geo.as_ref().and_then(|g| g.country.as_ref()) {
                 Some(_) => format!("None of your recent sessions came from {}.", location(s)),

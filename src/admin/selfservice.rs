@@ -15,7 +15,7 @@ use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -52,118 +52,8 @@ pub struct Request<'a> {
     pub store_silent_ms: i64,
 }
 
-/// The answer: status, headers, body, and the decision to count.
-#[derive(Debug)]
-pub struct Response {
-    /// The response status.
-    pub status: StatusCode,
-    /// The response headers (content type, caching and security headers,
-    /// `Location` for redirects).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The response body: HTML, JSON or plain text.
-    pub body: Bytes,
-    /// The decision to count in `sessiongate_requests_total`; `None` (no
-    /// such self-service path) counts nothing.
-    pub outcome: Option<Outcome>,
-}
-
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-fn common_headers(content_type: &'static str) -> Vec<(HeaderName, HeaderValue)> {
-    vec![
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ),
-    ]
-}
-
-fn json_response(
-    status: StatusCode,
-    value: serde_json::Value,
-    outcome: Option<Outcome>,
-) -> Response {
-    let mut body = serde_json::to_vec(&value).unwrap_or_default();
-    body.push(b'\n');
-    Response {
-        status,
-        headers: common_headers("application/json"),
-        body: Bytes::from(body),
-        outcome,
-    }
-}
-
-fn html_response(status: StatusCode, html: String, outcome: Option<Outcome>) -> Response {
-    Response {
-        status,
-        headers: common_headers("text/html; charset=utf-8"),
-        body: Bytes::from(html),
-        outcome,
-    }
-}
-
-fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"))
-}
-
-impl Response {
-    /// A refusal as JSON, from [`Refusal::render`]; a request-path 401 is a
-    /// redirect to `login_url` when one is given (a browser asking).
-    pub fn refused(
-        refusal: &Refusal,
-        login_url: Option<&HeaderValue>,
-        outcome: Option<Outcome>,
-    ) -> Response {
-        let r = refusal.render(login_url, login_url.is_some());
-        let mut headers = vec![(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )];
-        headers.extend(r.headers);
-        Response {
-            status: r.status,
-            headers,
-            body: r.body,
-            outcome,
-        }
-    }
-}
-
-/// An error of a self-service action: JSON when asked for, otherwise a page
-/// with the refusal's status and words and a way back.
-fn error(headers: &HeaderMap, refusal: &Refusal, outcome: Option<Outcome>) -> Response {
-    if wants_json(headers) {
-        return Response::refused(refusal, None, outcome);
-    }
-    let status = refusal.status();
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><main><h1>{title}</h1><p>{msg}</p><p><a href=\"{PAGE}\">Back to your sessions</a></p></main></body></html>",
-        title = page::escape(status.canonical_reason().unwrap_or("Error")),
-        msg = page::escape(&refusal.description())
-    );
-    let mut response = html_response(status, html, outcome);
-    if let Refusal::MethodNotAllowed(allow) = refusal {
-        response
-            .headers
-            .push((header::ALLOW, HeaderValue::from_static(allow)));
-    }
-    response
-}
+pub use super::reply::Response;
+use super::reply::{common_headers, error, html_response, json_response, wants_json};
 
 /// One routed action.
 enum Route {
@@ -354,6 +244,27 @@ impl SelfService {
             .flatten()
         {
             self.authority.record_later(entry);
+        }
+        if let Some((_, entry)) = observed.suspicious.clone() {
+            let revoke = self.enforcer.revokes_suspicious();
+            match self
+                .authority
+                .suspicious(entry, &token.session_id, token.exp, revoke)
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(r)) => {
+                    return self.refused(
+                        req,
+                        &Refusal::Revoked(crate::revocation::Revoked {
+                            revoked_at_ms: r.revoked_at_ms,
+                            reason: r.reason.as_str().into(),
+                        }),
+                    )
+                }
+                Err(_) if revoke => return self.refused(req, &Refusal::StoreUnavailable),
+                Err(e) => tracing::warn!(error = %e, "cannot record a suspicious session"),
+            }
         }
         let Some(user) = token.user_id.clone() else {
             return error(

@@ -316,6 +316,26 @@ impl Authority {
         });
     }
 
+    /// A session just marked suspicious: the mark audited (its webhook
+    /// event), and with `revoke` the session revoked, durably, before the
+    /// answer (the request that marked it is refused with it).
+    pub async fn suspicious(
+        &self,
+        entry: AuditEntry,
+        session_id: &str,
+        exp: Option<i64>,
+        revoke: bool,
+    ) -> Result<Option<SessionRevocation>, StoreError> {
+        let reason = entry.reason.clone();
+        self.record(entry).await?;
+        if !revoke {
+            return Ok(None);
+        }
+        self.revoke_session(session_id, exp, &reason, &Actor::gateway())
+            .await
+            .map(Some)
+    }
+
     /// [`Authority::record`] off the request path: the request does not
     /// wait for the store, a failure is logged and counted.
     pub fn record_later(self: &Arc<Self>, entry: AuditEntry) {

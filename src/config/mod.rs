@@ -310,6 +310,13 @@ pub struct Sessions {
     /// first seen, the one seen least recently is revoked (reason
     /// `session_limit`); `None` (0): no limit.
     pub max_per_user: Option<usize>,
+    /// `sessions.max_travel_kmh`: faster between two sightings is
+    /// impossible travel (default 1000; from 1 to 100,000).
+    pub max_travel_kmh: f64,
+    /// `sessions.on_suspicious = "revoke"`: a session marked suspicious is
+    /// revoked at once (enforce mode); `false` (`flag`, the default):
+    /// marked and audited only.
+    pub revoke_suspicious: bool,
 }
 
 impl Config {

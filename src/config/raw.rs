@@ -11,6 +11,8 @@ pub use super::raw_events::*;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Default `listen.threads`: proxy worker threads.
 pub const DEFAULT_THREADS: usize = 2;
+/// Default `sessions.max_travel_kmh`.
+pub const DEFAULT_MAX_TRAVEL_KMH: f64 = 1000.0;
 /// Default `listen.shutdown_timeout_s` (seconds).
 pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 1;
 /// How long an idle HTTP/2 connection is kept with `listen.keepalive_timeout_s = 0`.
@@ -249,26 +251,6 @@ pub struct RawToken {
     pub keys: Vec<RawKey>,
 }
 
-impl Default for RawToken {
-    /// Every key at its default, as an empty `[token]` table reads.
-    fn default() -> Self {
-        RawToken {
-            sources: default_token_sources(),
-            session_claim: d_session_claim(),
-            user_claim: d_user_claim(),
-            issuer: String::new(),
-            audience: String::new(),
-            leeway_s: d_leeway(),
-            max_token_bytes: d_max_token_bytes(),
-            max_session_lifetime_s: d_max_session_lifetime(),
-            require_exp: false,
-            jwks_reload_s: d_jwks_reload(),
-            cache_entries: d_cache_entries(),
-            keys: Vec::new(),
-        }
-    }
-}
-
 /// One `[[token.keys]]` entry: an algorithm, an optional `kid`, and exactly
 /// one of `secret`, `secret_env`, `secret_base64`, `public_key_file`,
 /// `jwks_file`.
@@ -479,6 +461,19 @@ pub struct RawSessions {
     /// one seen least recently.
     #[serde(default)]
     pub max_per_user: usize,
+    /// Faster than this between two sightings (km/h) is impossible travel.
+    #[serde(default = "d_max_travel_kmh")]
+    pub max_travel_kmh: f64,
+    /// What a suspicious session gets: `flag` (marked, audited) or `revoke`.
+    #[serde(default = "d_on_suspicious")]
+    pub on_suspicious: String,
+}
+
+fn d_max_travel_kmh() -> f64 {
+    DEFAULT_MAX_TRAVEL_KMH
+}
+fn d_on_suspicious() -> String {
+    "flag".into()
 }
 
 impl Default for RawSessions {
@@ -491,6 +486,8 @@ impl Default for RawSessions {
             refuse_new_location: false,
             reauth_max_age_s: 0,
             max_per_user: 0,
+            max_travel_kmh: d_max_travel_kmh(),
+            on_suspicious: d_on_suspicious(),
         }
     }
 }
@@ -519,25 +516,25 @@ fn d_connect_timeout_ms() -> u64 {
 fn d_read_timeout_s() -> u64 {
     DEFAULT_READ_TIMEOUT_S
 }
-fn d_session_claim() -> String {
+pub(super) fn d_session_claim() -> String {
     DEFAULT_SESSION_CLAIM.into()
 }
-fn d_user_claim() -> String {
+pub(super) fn d_user_claim() -> String {
     DEFAULT_USER_CLAIM.into()
 }
-fn d_leeway() -> u64 {
+pub(super) fn d_leeway() -> u64 {
     DEFAULT_LEEWAY_S
 }
-fn d_max_token_bytes() -> usize {
+pub(super) fn d_max_token_bytes() -> usize {
     DEFAULT_MAX_TOKEN_BYTES
 }
-fn d_max_session_lifetime() -> u64 {
+pub(super) fn d_max_session_lifetime() -> u64 {
     DEFAULT_MAX_SESSION_LIFETIME_S
 }
-fn d_jwks_reload() -> u64 {
+pub(super) fn d_jwks_reload() -> u64 {
     DEFAULT_JWKS_RELOAD_S
 }
-fn d_cache_entries() -> usize {
+pub(super) fn d_cache_entries() -> usize {
     DEFAULT_TOKEN_CACHE_ENTRIES
 }
 fn d_mode() -> String {

@@ -198,3 +198,23 @@ fn validate_key(i: usize, k: RawKey, dir: &Path) -> Result<KeyConfig, KeyError> 
         material,
     })
 }
+
+impl Default for raw::RawToken {
+    /// Every key at its default, as an empty `[token]` table reads.
+    fn default() -> Self {
+        raw::RawToken {
+            sources: raw::default_token_sources(),
+            session_claim: raw::d_session_claim(),
+            user_claim: raw::d_user_claim(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway_s: raw::d_leeway(),
+            max_token_bytes: raw::d_max_token_bytes(),
+            max_session_lifetime_s: raw::d_max_session_lifetime(),
+            require_exp: false,
+            jwks_reload_s: raw::d_jwks_reload(),
+            cache_entries: raw::d_cache_entries(),
+            keys: Vec::new(),
+        }
+    }
+}

@@ -375,6 +375,24 @@ impl TryFrom<raw::RawSessions> for Sessions {
             purge_interval: positive_secs("sessions.purge_interval_s", raw.purge_interval_s)?,
             refuse_new_location: raw.refuse_new_location,
             max_per_user: (raw.max_per_user > 0).then_some(raw.max_per_user),
+            max_travel_kmh: if (1.0..=100_000.0).contains(&raw.max_travel_kmh) {
+                raw.max_travel_kmh
+            } else {
+                return Err(KeyError::new(
+                    "sessions.max_travel_kmh",
+                    format!("must be from 1 to 100000, not {}", raw.max_travel_kmh),
+                ));
+            },
+            revoke_suspicious: match raw.on_suspicious.as_str() {
+                "flag" => false,
+                "revoke" => true,
+                other => {
+                    return Err(KeyError::new(
+                        "sessions.on_suspicious",
+                        format!("unknown value {other:?} (expected \"flag\" or \"revoke\")"),
+                    ))
+                }
+            },
             reauth_max_age_s: match raw.reauth_max_age_s {
                 0 => None,
                 s => Some(positive_secs("sessions.reauth_max_age_s", s)?.as_secs()),

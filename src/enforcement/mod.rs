@@ -107,6 +107,7 @@ pub struct Enforcer {
     mode: Mode,
     fail_closed_after_ms: Option<i64>,
     refuse_new_location: bool,
+    revoke_suspicious: bool,
     /// `[[enforcement.routes]]`, with their prefixes read the widest way.
     routes: Vec<crate::config::Route>,
     route_prefixes: crate::path::RoutePrefixes,
@@ -135,6 +136,7 @@ impl Enforcer {
                 .fail_closed_after
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             refuse_new_location: config.sessions.refuse_new_location,
+            revoke_suspicious: config.sessions.revoke_suspicious,
             routes: config.enforcement.routes.clone(),
             route_prefixes: crate::path::RoutePrefixes::new(
                 config.enforcement.routes.iter().map(|r| r.prefix.as_str()),
@@ -213,6 +215,13 @@ impl Enforcer {
                 reason: "sign in again to continue",
             })),
         }
+    }
+
+    /// `sessions.on_suspicious = "revoke"`, in enforce mode: a session
+    /// this request marked suspicious is revoked and the request refused
+    /// (monitor mode refuses nothing: it is only marked).
+    pub fn revokes_suspicious(&self) -> bool {
+        self.revoke_suspicious && self.mode == Mode::Enforce
     }
 
     /// The rule decided once an allowed request's sighting is known (the

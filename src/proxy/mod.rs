@@ -27,6 +27,7 @@ use crate::store::Health;
 use crate::token::VerifiedToken;
 
 mod headers;
+mod sighting;
 use headers::{add_identity, apply_strip, strip_identity_headers};
 
 /// The verified session id, sent upstream (a client's own copy is removed).
@@ -196,32 +197,12 @@ impl Proxy {
                 now_ms,
             })
         };
-        for entry in [seen.new_location, seen.created].into_iter().flatten() {
-            self.self_service.authority().record_later(entry);
-        }
-        if let (true, Some(max), Some(user)) = (seen.first_seen, self.max_per_user, &token.user_id)
-        {
-            self.self_service.authority().limit_sessions_later(
-                user.clone(),
-                token.session_id.clone(),
-                self.sessions.for_user(user),
-                max,
-            );
-        }
-        if let Some(verdict) = self.enforcer.after_sighting(seen.unconfirmed_new_location) {
-            ctx.outcome = verdict.outcome();
-            if let Some(label) = verdict.monitor_label {
-                session
-                    .req_header_mut()
-                    .insert_header(X_SESSIONGATE_DECISION, label)?;
-            }
-            if let Decision::Refuse(r) = verdict.decision {
-                self.refuse(session, &r).await?;
-                return Ok(true);
-            }
+        let geo = seen.geo.clone();
+        if self.act_on_sighting(session, ctx, &token, seen).await? {
+            return Ok(true);
         }
         let req = session.req_header_mut();
-        if let Some(geo) = &seen.geo {
+        if let Some(geo) = &geo {
             if let Some(c) = &geo.country_header {
                 req.insert_header(X_GEO_COUNTRY, c.clone())?;
             }

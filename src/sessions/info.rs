@@ -57,6 +57,7 @@ impl SessionInfo {
             "revoked_at": revoked.map(|r| clock::rfc3339_ms(r.revoked_at_ms)),
             "expires_at": self.exp.map(clock::rfc3339_s),
             "new_location": self.new_location && !self.confirmed,
+            "suspicious": self.suspicious,
         });
         if let Some(c) = current {
             v["current"] = json!(c);

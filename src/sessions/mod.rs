@@ -13,7 +13,10 @@
 pub mod device;
 mod info;
 pub mod sync;
+pub mod theft;
+
 pub use info::{merge, SessionInfo};
+use theft::Suspicion;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -70,6 +73,9 @@ pub struct Observation {
     pub created: Option<AuditEntry>,
     /// The session's first sighting here (a session limit is checked).
     pub first_seen: bool,
+    /// This sighting marked the session suspicious: why, and the audit
+    /// entry to record.
+    pub suspicious: Option<(Suspicion, AuditEntry)>,
 }
 
 #[derive(Debug)]
@@ -89,6 +95,10 @@ struct Entry {
     exp: Option<i64>,
     new_location: bool,
     confirmed: bool,
+    /// The device the session was first seen with (here, or as stored).
+    first_device: Arc<Device>,
+    /// Marked once; the mark sticks.
+    suspicious: Option<Suspicion>,
 }
 
 impl Entry {
@@ -117,6 +127,7 @@ impl Entry {
             exp: self.exp,
             new_location: self.new_location,
             confirmed: self.confirmed,
+            suspicious: self.suspicious.map(|s| s.name().to_string()),
         }
     }
 }
@@ -133,6 +144,9 @@ pub struct RegistryLimits {
     /// Report a session's first sighting in [`Observation::created`] (a
     /// webhook subscribes to `session.created`).
     pub record_created: bool,
+    /// `sessions.max_travel_kmh`: faster between two sightings is
+    /// impossible travel.
+    pub max_travel_kmh: f64,
 }
 
 /// Live sessions, by id and by user.
@@ -207,6 +221,7 @@ impl SessionRegistry {
                     new_location: None,
                     created: None,
                     first_seen: false,
+                    suspicious: None,
                 };
             }
         }
@@ -221,6 +236,12 @@ impl SessionRegistry {
                 e.geo.as_ref().and_then(|g| g.country.clone()),
                 e.new_location,
                 e.confirmed,
+                (
+                    e.first_device.clone(),
+                    e.geo.clone(),
+                    e.last_seen_ms.load(Ordering::Relaxed),
+                    e.suspicious,
+                ),
             )
         });
         if previous.is_none() && self.tracked.load(Ordering::Relaxed) >= self.limits.max_tracked {
@@ -232,10 +253,31 @@ impl SessionRegistry {
                 new_location: None,
                 created: None,
                 first_seen: false,
+                suspicious: None,
             };
         }
         let user_agent = String::from_utf8_lossy(s.user_agent);
         let device = Arc::new(Device::parse(&user_agent));
+        let suspicion = match previous.as_ref().map(|p| &p.3) {
+            Some((first, prev_geo, prev_at, None)) => {
+                let at = |g: &Option<Arc<Geo>>| {
+                    g.as_ref().and_then(|g| Some((g.latitude?, g.longitude?)))
+                };
+                if theft::device_changed(first, &device) {
+                    Some(Suspicion::DeviceChanged)
+                } else if let (Some(from), Some(to)) = (at(prev_geo), at(&geo)) {
+                    theft::impossible_travel(
+                        (from, *prev_at),
+                        (to, s.now_ms),
+                        self.limits.max_travel_kmh,
+                    )
+                    .then_some(Suspicion::ImpossibleTravel)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
         let country = geo.as_ref().and_then(|g| g.country.clone());
         let new_here = match (&country, s.user_id) {
             (Some(c), Some(u)) => self.is_new_location(
@@ -273,6 +315,8 @@ impl SessionRegistry {
                 exp: s.exp,
                 new_location,
                 confirmed,
+                first_device: device.clone(),
+                suspicious: None,
             });
             let e = entry.value_mut();
             is_new = *e.requests.get_mut() == 0;
@@ -286,6 +330,7 @@ impl SessionRegistry {
             e.exp = s.exp.or(e.exp);
             e.new_location = new_location;
             e.confirmed = confirmed;
+            e.suspicious = e.suspicious.or(suspicion);
             self.mark_dirty(key, entry.value());
         }
         if is_new {
@@ -319,12 +364,30 @@ impl SessionRegistry {
                 target: format!("session:{}", s.session_id),
                 reason: String::new(),
             });
+        let suspicious = suspicion.map(|kind| {
+            self.metrics
+                .suspicious_sessions
+                .with_label_values(&[kind.name()])
+                .inc();
+            (
+                kind,
+                AuditEntry {
+                    at_ms: s.now_ms,
+                    actor: "gateway".into(),
+                    actor_ip: Some(s.ip.to_string()),
+                    action: Action::SuspiciousSession,
+                    target: format!("session:{}", s.session_id),
+                    reason: kind.name().into(),
+                },
+            )
+        });
         Observation {
             geo,
             unconfirmed_new_location: new_location && !confirmed,
             new_location: audit,
             created,
             first_seen: is_new && previous.is_none(),
+            suspicious,
         }
     }
 
@@ -441,7 +504,7 @@ impl SessionRegistry {
                     user: user.clone(),
                     ip,
                     user_agent: Arc::from(r.user_agent.as_str()),
-                    device: info.device,
+                    device: info.device.clone(),
                     geo: info.geo,
                     first_seen_ms: r.first_seen_ms,
                     last_seen_ms: AtomicI64::new(r.last_seen_ms),
@@ -451,6 +514,8 @@ impl SessionRegistry {
                     exp: r.exp,
                     new_location: r.new_location,
                     confirmed: r.confirmed,
+                    first_device: info.device.clone(),
+                    suspicious: r.suspicious.as_deref().and_then(Suspicion::parse),
                 },
             );
             if let Some(u) = user {

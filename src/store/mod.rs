@@ -58,6 +58,10 @@ pub struct SessionRecord {
     pub new_location: bool,
     /// That new location was confirmed by the user.
     pub confirmed: bool,
+    /// Why the session is suspicious (`device_changed`,
+    /// `impossible_travel`); the first mark sticks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicious: Option<String>,
 }
 
 /// Audit entries kept by default (the newest; `store.audit_max_entries`).
@@ -70,7 +74,8 @@ impl SessionRecord {
     /// The rule for two gateways writing the same session: first seen is
     /// the earliest, last seen the latest, the request count the larger,
     /// new-location and confirmed flags stick; the rest (address, device,
-    /// location, token times) comes from the later sighting. Every store
+    /// location, token times) comes from the later sighting; the first
+    /// suspicious mark sticks. Every store
     /// merges by it (the conformance suite holds them to this function).
     pub fn merged(&self, other: &SessionRecord) -> SessionRecord {
         let (older, newer) = if other.last_seen_ms >= self.last_seen_ms {
@@ -83,6 +88,10 @@ impl SessionRecord {
             requests: older.requests.max(newer.requests),
             new_location: older.new_location || newer.new_location,
             confirmed: older.confirmed || newer.confirmed,
+            suspicious: older
+                .suspicious
+                .clone()
+                .or_else(|| newer.suspicious.clone()),
             ..newer.clone()
         }
     }

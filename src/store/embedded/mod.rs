@@ -72,6 +72,13 @@ impl Embedded {
         }
         let writer = open_connection(path, busy_timeout)?;
         writer.execute_batch(SCHEMA)?;
+        for m in rows::MIGRATIONS {
+            if let Err(e) = writer.execute_batch(m) {
+                if !e.to_string().contains("duplicate column") {
+                    return Err(e.into());
+                }
+            }
+        }
         let reader = open_connection(path, busy_timeout)?;
         Ok(Embedded {
             path: path.to_path_buf(),
@@ -417,7 +424,7 @@ impl SessionMetadata for Embedded {
             {
                 let mut stmt = tx.prepare_cached(&format!(
                     "INSERT INTO sessions ({SESSION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                      ON CONFLICT (sid) DO UPDATE SET
                         user_id = {newer}excluded.user_id ELSE sessions.user_id END,
                         ip = {newer}excluded.ip ELSE sessions.ip END,
@@ -432,7 +439,8 @@ impl SessionMetadata for Embedded {
                         last_seen_ms = MAX(sessions.last_seen_ms, excluded.last_seen_ms),
                         requests = MAX(sessions.requests, excluded.requests),
                         new_location = MAX(sessions.new_location, excluded.new_location),
-                        confirmed = MAX(sessions.confirmed, excluded.confirmed)",
+                        confirmed = MAX(sessions.confirmed, excluded.confirmed),
+                        suspicious = COALESCE(sessions.suspicious, excluded.suspicious)",
                     newer = "CASE WHEN excluded.last_seen_ms >= sessions.last_seen_ms THEN "
                 ))?;
                 for s in &sessions {
@@ -451,7 +459,8 @@ impl SessionMetadata for Embedded {
                         s.iat,
                         s.exp,
                         s.new_location,
-                        s.confirmed
+                        s.confirmed,
+                        s.suspicious
                     ])?;
                 }
             }

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     iat           INTEGER,
     exp           INTEGER,
     new_location  INTEGER NOT NULL DEFAULT 0,
-    confirmed     INTEGER NOT NULL DEFAULT 0
+    confirmed     INTEGER NOT NULL DEFAULT 0,
+    suspicious    TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
 CREATE INDEX IF NOT EXISTS sessions_seen ON sessions (last_seen_ms);
@@ -58,7 +59,11 @@ CREATE TABLE IF NOT EXISTS meta (
 
 pub(super) const SESSION_COLUMNS: &str =
     "sid, user_id, ip, user_agent, country, city, latitude, longitude, \
-     first_seen_ms, last_seen_ms, requests, iat, exp, new_location, confirmed";
+     first_seen_ms, last_seen_ms, requests, iat, exp, new_location, confirmed, suspicious";
+
+/// Columns added after a store's first version: added to an older file on
+/// open (an error other than "already there" is one).
+pub(super) const MIGRATIONS: &[&str] = &["ALTER TABLE sessions ADD COLUMN suspicious TEXT"];
 
 pub(super) fn row_to_session(row: &Row) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -77,6 +82,7 @@ pub(super) fn row_to_session(row: &Row) -> rusqlite::Result<SessionRecord> {
         exp: row.get(12)?,
         new_location: row.get(13)?,
         confirmed: row.get(14)?,
+        suspicious: row.get(15)?,
     })
 }
 

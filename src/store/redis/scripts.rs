@@ -50,6 +50,8 @@ if existing then
   local requests = math.max(old.requests, new.requests)
   local new_location = old.new_location or new.new_location
   local confirmed = old.confirmed or new.confirmed
+  -- absent when not suspicious (never JSON null): the first mark sticks
+  local suspicious = old.suspicious or new.suspicious
   if old.last_seen_ms > new.last_seen_ms then
     new = old
   end
@@ -57,6 +59,7 @@ if existing then
   new.requests = requests
   new.new_location = new_location
   new.confirmed = confirmed
+  new.suspicious = suspicious
   redis.call('SET', KEYS[1], cjson.encode(new), 'EX', ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])

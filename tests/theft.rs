@@ -1,0 +1,197 @@
+//! Theft signals: a session seen with another device than the one it was
+//! first seen with, or from Zürich and then New York a moment later, is
+//! marked suspicious (session object, audit, metric, webhook event), and
+//! with `sessions.on_suspicious = "revoke"` refused at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WITHIN: Duration = Duration::from_secs(10);
+const FIREFOX_WINDOWS: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:126.0) Gecko/20100101 Firefox/126.0";
+const CHROME_WINDOWS_NEWER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0.0.0 Safari/537.36";
+
+async fn theft_gateway(revoke: bool) -> (TestUpstream, Gateway, tempfile::TempDir) {
+    let up = TestUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = geo_config(up.addr, Some(&city_database(dir.path())));
+    if revoke {
+        cfg.extra.push_str("on_suspicious = \"revoke\"\n");
+    }
+    let gw = Gateway::start(cfg).await;
+    (up, gw, dir)
+}
+
+async fn suspicious_of(gw: &Gateway, sid: &str) -> Value {
+    gw.admin_json(&format!("/v1/sessions/{sid}")).await["suspicious"].clone()
+}
+
+async fn audited(gw: &Gateway, sid: &str, why: &str) -> bool {
+    gw.admin_json("/v1/audit").await["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| {
+            e["action"] == "suspicious_session"
+                && e["target"] == format!("session:{sid}")
+                && e["reason"] == why
+        })
+}
+
+#[tokio::test]
+async fn another_device_on_the_same_session_is_marked() {
+    let (_up, gw, _dir) = theft_gateway(false).await;
+    let t = hs256(&claims("olga", "th-dev"));
+    assert_eq!(
+        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    // A browser update is the same device.
+    assert_eq!(
+        get_as(&gw, "/", &t, CHROME_WINDOWS_NEWER, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(suspicious_of(&gw, "th-dev").await, Value::Null);
+    // Another browser family on the same session: flagged, still served.
+    assert_eq!(
+        get_as(&gw, "/", &t, FIREFOX_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(suspicious_of(&gw, "th-dev").await, "device_changed");
+    assert_eventually!(
+        audited(&gw, "th-dev", "device_changed").await,
+        WITHIN,
+        "not audited"
+    );
+    gw.metric_reaches(
+        r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#,
+        1.0,
+    )
+    .await;
+    // Marked once.
+    assert_eq!(
+        get_as(&gw, "/", &t, SAFARI_IPHONE, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    gw.metric_reaches(
+        r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        gw.metric(r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#)
+            .await,
+        1.0
+    );
+    // The user's page says so.
+    let page = reqwest::Client::new()
+        .get(gw.url("/.sessiongate/sessions"))
+        .bearer_auth(hs256(&claims("olga", "th-other")))
+        .header("user-agent", CHROME_WINDOWS)
+        .header("x-forwarded-for", IP_ZURICH)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("used from another device"), "{page}");
+}
+
+#[tokio::test]
+async fn zurich_then_new_york_a_moment_later_is_impossible_travel() {
+    let (_up, gw, _dir) = theft_gateway(false).await;
+    let t = hs256(&claims("pia", "th-travel"));
+    assert_eq!(
+        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(suspicious_of(&gw, "th-travel").await, Value::Null);
+    assert_eq!(
+        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_NEW_YORK)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(suspicious_of(&gw, "th-travel").await, "impossible_travel");
+    assert_eventually!(
+        audited(&gw, "th-travel", "impossible_travel").await,
+        WITHIN,
+        "not audited"
+    );
+    gw.metric_reaches(
+        r#"sessiongate_suspicious_sessions_total{kind="impossible_travel"}"#,
+        1.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_suspicious_revoke_refuses_the_session_at_once() {
+    let (_up, gw, _dir) = theft_gateway(true).await;
+    let stolen = hs256(&claims("quinn", "th-rev-1"));
+    assert_eq!(
+        get_as(&gw, "/", &stolen, CHROME_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    let refused = get_as(&gw, "/", &stolen, FIREFOX_WINDOWS, IP_ZURICH).await;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "session_revoked");
+    assert_eq!(body["reason"], "device_changed");
+    // The owner's own device is refused too: the session is revoked.
+    assert_eq!(
+        get_as(&gw, "/", &stolen, CHROME_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        401
+    );
+
+    let travel = hs256(&claims("quinn", "th-rev-2"));
+    assert_eq!(
+        get_as(&gw, "/", &travel, CHROME_WINDOWS, IP_ZURICH)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get_as(&gw, "/", &travel, CHROME_WINDOWS, IP_NEW_YORK)
+            .await
+            .status(),
+        401
+    );
+    let audit = gw.admin_json("/v1/audit").await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "revoke_session"
+                && e["actor"] == "gateway"
+                && e["target"] == "session:th-rev-2"
+                && e["reason"] == "impossible_travel"),
+        "{audit}"
+    );
+}
