@@ -195,3 +195,30 @@ async fn on_suspicious_revoke_refuses_the_session_at_once() {
         "{audit}"
     );
 }
+
+/// With the bundled country database (no coordinates), countries' centres
+/// stand in: Switzerland then the United States a moment later.
+#[tokio::test]
+async fn without_a_city_database_country_centres_measure_the_travel() {
+    let up = TestUpstream::start();
+    let gw = Gateway::start(geo_config(up.addr, None)).await;
+    let t = hs256(&claims("rene", "th-country"));
+    // Swisscom's and Google's resolvers, as the bundled database places them.
+    let swiss = "195.186.1.111";
+    let seen: Value = get_as(&gw, "/", &t, CHROME_WINDOWS, swiss)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["headers"]["x-geo-country"], "CH",
+        "the bundled database places {swiss} elsewhere"
+    );
+    assert_eq!(
+        get_as(&gw, "/", &t, CHROME_WINDOWS, "8.8.8.8")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(suspicious_of(&gw, "th-country").await, "impossible_travel");
+}

@@ -260,9 +260,7 @@ impl SessionRegistry {
         let device = Arc::new(Device::parse(&user_agent));
         let suspicion = match previous.as_ref().map(|p| &p.3) {
             Some((first, prev_geo, prev_at, None)) => {
-                let at = |g: &Option<Arc<Geo>>| {
-                    g.as_ref().and_then(|g| Some((g.latitude?, g.longitude?)))
-                };
+                let at = |g: &Option<Arc<Geo>>| theft::place(g.as_deref());
                 if theft::device_changed(first, &device) {
                     Some(Suspicion::DeviceChanged)
                 } else if let (Some(from), Some(to)) = (at(prev_geo), at(&geo)) {

@@ -2,7 +2,45 @@
 //! with another device than the one it was first seen with, or moving
 //! between two sightings faster than anyone travels.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use super::device::Device;
+use crate::geoip::Geo;
+
+/// Country centres (src/sessions/country_centroids.csv: countryinfo's
+/// `latlng`, MIT licence), for impossible travel when the GeoIP database
+/// has no coordinates.
+const CENTROIDS: &str = include_str!("country_centroids.csv");
+
+/// The centre of the country `iso` (ISO 3166-1 alpha-2), when known.
+pub fn country_centroid(iso: &str) -> Option<(f64, f64)> {
+    static TABLE: OnceLock<HashMap<String, (f64, f64)>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            CENTROIDS
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let mut f = l.split(',');
+                    let (iso, lat, lon) = (f.next()?, f.next()?, f.next()?);
+                    Some((iso.to_string(), (lat.parse().ok()?, lon.parse().ok()?)))
+                })
+                .collect()
+        })
+        .get(&iso.to_ascii_uppercase())
+        .copied()
+}
+
+/// Where a sighting was: the database's coordinates, else the centre of
+/// its country.
+pub fn place(geo: Option<&Geo>) -> Option<(f64, f64)> {
+    let g = geo?;
+    match (g.latitude, g.longitude) {
+        (Some(lat), Some(lon)) => Some((lat, lon)),
+        _ => country_centroid(g.country.as_deref()?),
+    }
+}
 
 /// Shortest move that counts as travel: GeoIP places one network
 /// kilometres apart from one lookup to the next, and a phone moving
@@ -82,6 +120,19 @@ mod tests {
         ));
         // Nearby cities, however fast: GeoIP noise, not travel.
         assert!(!impossible_travel((ZURICH, 0), (GENEVA, 1_000), 1000.0));
+    }
+
+    #[test]
+    fn every_country_has_a_centre() {
+        assert_eq!(country_centroid("ch"), Some((47.0, 8.0)));
+        assert!(country_centroid("US").is_some() && country_centroid("BR").is_some());
+        assert_eq!(country_centroid("XX"), None);
+        // Switzerland to the United States a minute apart, by centres.
+        let (ch, us) = (
+            country_centroid("CH").unwrap(),
+            country_centroid("US").unwrap(),
+        );
+        assert!(impossible_travel((ch, 0), (us, 60_000), 1000.0));
     }
 
     #[test]
