@@ -10,6 +10,9 @@
 //! A third measures the two identity headers added to a pingora request
 //! header as the proxy receives it.
 //!
+//! The first group also runs the decision with five step-up routes
+//! configured (none matching): what routes cost every other request.
+//!
 //! Run: `cargo bench --bench decision`
 //! Last figures: see README "Performance" (same machine, same run).
 
@@ -32,12 +35,26 @@ use sessiongate::sessions::{RegistryLimits, SessionRegistry, Sighting};
 const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
 fn config() -> Config {
+    config_with("")
+}
+
+/// The bench config with `extra` TOML appended.
+fn config_with(extra: &str) -> Config {
     let text = format!(
         "[listen]\nproxy = \"127.0.0.1:8080\"\n[upstream]\naddress = \"127.0.0.1:3000\"\n\
-         [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n"
+         [[token.keys]]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n{extra}"
     );
     Config::from_toml(&text, Path::new("bench.toml"), Path::new(".")).unwrap()
 }
+
+/// Five step-up routes (RFC 9470), none of them matching `/app`: what
+/// configuring routes costs every other request.
+const ROUTES: &str =
+    "[[enforcement.routes]]\nprefix = \"/account/security\"\namr_any = [\"mfa\"]\n\
+     [[enforcement.routes]]\nprefix = \"/payments\"\nacr_values = [\"gold\"]\nmax_age_s = 300\n\
+     [[enforcement.routes]]\nprefix = \"/admin\"\namr_any = [\"hwk\"]\n\
+     [[enforcement.routes]]\nprefix = \"/settings/keys\"\nmax_age_s = 600\n\
+     [[enforcement.routes]]\nprefix = \"/export\"\namr_any = [\"otp\", \"mfa\"]\n";
 
 fn revocations() -> Arc<RevocationSet> {
     let set = RevocationSet::new();
@@ -95,6 +112,14 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decision_hs256");
     group.bench_function("sessiongate_decide", |b| {
         b.iter(|| enforcer.decide(&facts(std::hint::black_box(b"/app"))))
+    });
+    let routed = Enforcer::new(&config_with(ROUTES), revocations()).unwrap();
+    assert!(matches!(
+        routed.decide(&facts(b"/app")).decision,
+        Decision::Allow(_)
+    ));
+    group.bench_function("sessiongate_decide_with_5_routes", |b| {
+        b.iter(|| routed.decide(&facts(std::hint::black_box(b"/app"))))
     });
 
     let revoked: HashSet<String> = (0..100_000).map(|i| format!("revoked-{i:08}")).collect();

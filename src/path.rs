@@ -142,6 +142,18 @@ pub fn widest_reading(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A path whose [`widest_reading`] is itself: lowercase letters, digits,
+/// `/ - _ . ~` only, no empty or dot segment, no trailing `/`.
+fn is_plain(path: &[u8]) -> bool {
+    path.len() > 1
+        && path[0] == b'/'
+        && !path.ends_with(b"/")
+        && path
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~'))
+        && !path.windows(2).any(|w| w == b"//" || w == b"/.")
+}
+
 fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -190,10 +202,15 @@ impl RoutePrefixes {
         self.prefixes.is_empty()
     }
 
-    /// The indexes of the prefixes `path` falls under, in order. Only
-    /// called with routes configured (the reading allocates).
-    pub fn matching(&self, path: &[u8]) -> impl Iterator<Item = usize> + '_ {
-        let reading = widest_reading(path);
+    /// The indexes of the prefixes `path` falls under, in order.
+    pub fn matching<'a>(&'a self, path: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        // A plain path (the common case) is its own widest reading: no
+        // allocation.
+        let reading = if is_plain(path) {
+            std::borrow::Cow::Borrowed(path)
+        } else {
+            std::borrow::Cow::Owned(widest_reading(path))
+        };
         self.prefixes
             .iter()
             .enumerate()
@@ -325,5 +342,26 @@ mod tests {
         assert!(routes.matching(b"/admin/users").next().is_some());
         assert_eq!(widest_reading(b"/"), b"/");
         assert_eq!(widest_reading(b"/a/b/"), b"/a/b/");
+    }
+
+    #[test]
+    fn a_plain_path_is_its_own_widest_reading() {
+        for p in ["/app", "/a/b-c_d.e~f/9"] {
+            assert!(is_plain(p.as_bytes()));
+            assert_eq!(widest_reading(p.as_bytes()), p.as_bytes());
+        }
+        for p in [
+            "/",
+            "/A",
+            "/a/",
+            "//a",
+            "/a/./b",
+            "/a/.hidden",
+            "/a%20",
+            "/a;b",
+            "/a\\b",
+        ] {
+            assert!(!is_plain(p.as_bytes()), "{p}");
+        }
     }
 }

@@ -192,12 +192,18 @@ impl TryFrom<raw::RawEnforcement> for Enforcement {
             },
             fail_closed_after: (raw.fail_closed_after_s > 0)
                 .then(|| Duration::from_secs(raw.fail_closed_after_s)),
-            routes: raw
-                .routes
-                .into_iter()
-                .enumerate()
-                .map(route)
-                .collect::<Result<_, _>>()?,
+            routes: if raw.routes.len() > 64 {
+                return Err(KeyError::new(
+                    "enforcement.routes",
+                    format!("at most 64 routes, not {}", raw.routes.len()),
+                ));
+            } else {
+                raw.routes
+            }
+            .into_iter()
+            .enumerate()
+            .map(route)
+            .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -156,14 +156,15 @@ impl Enforcer {
     }
 
     /// The step-up routes `path` falls under (every route for a target
-    /// that is not origin-form: on the safe side), in config order.
-    fn routes_of(&self, path: Option<&[u8]>) -> Vec<usize> {
+    /// that is not origin-form: on the safe side), in config order, as a
+    /// bit set (config allows at most 64 routes).
+    fn routes_of(&self, path: Option<&[u8]>) -> u64 {
         if self.route_prefixes.is_empty() {
-            return Vec::new();
+            return 0;
         }
         match path {
-            Some(p) => self.route_prefixes.matching(p).collect(),
-            None => (0..self.routes.len()).collect(),
+            Some(p) => self.route_prefixes.matching(p).fold(0, |m, i| m | 1 << i),
+            None => u64::MAX >> (64 - self.routes.len()),
         }
     }
 
@@ -171,32 +172,34 @@ impl Enforcer {
     /// refusal: `acr` one of `acr_values` or `amr` holding one of
     /// `amr_any` (when either is set), and `auth_time` at most `max_age_s`
     /// old (when set; a missing or future `auth_time` falls short).
-    fn step_up(&self, routes: &[usize], token: &VerifiedToken, now: i64) -> Option<Refusal> {
-        routes.iter().find_map(|&i| {
-            let route = &self.routes[i];
-            let class_ok = (route.acr_values.is_empty() && route.amr_any.is_empty())
-                || token
-                    .acr
-                    .as_deref()
-                    .is_some_and(|acr| route.acr_values.iter().any(|v| v == acr))
-                || token
-                    .amr
-                    .iter()
-                    .any(|m| route.amr_any.iter().any(|v| **v == **m));
-            let reason = if !class_ok {
-                "a stronger authentication is required"
-            } else {
-                match (route.max_age_s, token.auth_time) {
-                    (None, _) => return None,
-                    (Some(age), Some(t)) if t <= now && now - t <= age as i64 => return None,
-                    _ => "a more recent authentication is required",
-                }
-            };
-            Some(Refusal::StepUp(StepUp {
-                reason,
-                ..self.challenges[i].clone()
-            }))
-        })
+    fn step_up(&self, routes: u64, token: &VerifiedToken, now: i64) -> Option<Refusal> {
+        (0..self.routes.len())
+            .filter(|i| routes & 1 << i != 0)
+            .find_map(|i| {
+                let route = &self.routes[i];
+                let class_ok = (route.acr_values.is_empty() && route.amr_any.is_empty())
+                    || token
+                        .acr
+                        .as_deref()
+                        .is_some_and(|acr| route.acr_values.iter().any(|v| v == acr))
+                    || token
+                        .amr
+                        .iter()
+                        .any(|m| route.amr_any.iter().any(|v| **v == **m));
+                let reason = if !class_ok {
+                    "a stronger authentication is required"
+                } else {
+                    match (route.max_age_s, token.auth_time) {
+                        (None, _) => return None,
+                        (Some(age), Some(t)) if t <= now && now - t <= age as i64 => return None,
+                        _ => "a more recent authentication is required",
+                    }
+                };
+                Some(Refusal::StepUp(StepUp {
+                    reason,
+                    ..self.challenges[i].clone()
+                }))
+            })
     }
 
     /// `sessions.reauth_max_age_s` for a self-service action: `auth_time`
@@ -279,7 +282,7 @@ impl Enforcer {
     fn enforce(&self, path: Option<&[u8]>, facts: &Facts<'_>) -> Verdict {
         // A step-up route is never public, however the paths overlap.
         let routes = self.routes_of(path);
-        let public = routes.is_empty() && path.is_some_and(|p| self.public.matches(p));
+        let public = routes == 0 && path.is_some_and(|p| self.public.matches(p));
         let credentials = match extract::collect(facts.headers, &self.sources) {
             Ok(c) => c,
             Err(e) => return Verdict::bare(Decision::Refuse(Refusal::InvalidRequest(e))),
@@ -291,7 +294,7 @@ impl Enforcer {
             None => Err(Refusal::MissingToken),
             Some(raw) => self.check(raw, facts.now_s),
         };
-        let checked = checked.and_then(|token| match self.step_up(&routes, &token, facts.now_s) {
+        let checked = checked.and_then(|token| match self.step_up(routes, &token, facts.now_s) {
             Some(refusal) => Err(refusal),
             None => Ok(token),
         });
