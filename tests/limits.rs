@@ -18,18 +18,15 @@ fn limited(mut cfg: GatewayConfig) -> GatewayConfig {
 }
 
 async fn limit_audited(gw: &Gateway, sid: &str) {
-    let audit = gw.admin_json("/v1/audit").await;
-    assert!(
-        audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["actor"] == "gateway"
+    let audited = gw
+        .audit_has(|e| {
+            e["actor"] == "gateway"
                 && e["action"] == "revoke_session"
                 && e["target"] == format!("session:{sid}")
-                && e["reason"] == "session_limit"),
-        "{audit}"
-    );
+                && e["reason"] == "session_limit"
+        })
+        .await;
+    assert!(audited, "{sid} not audited as session_limit");
 }
 
 #[tokio::test]

@@ -189,15 +189,12 @@ async fn self_service_actions_need_a_recent_sign_in() {
     };
     let page: Value = list(&stale).await.unwrap().json().await.unwrap();
     assert_eq!(page["reauth_required"], true);
-    let html = client
-        .get(gw.url("/.sessiongate/sessions"))
-        .bearer_auth(&stale)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = send_text(
+        client
+            .get(gw.url("/.sessiongate/sessions"))
+            .bearer_auth(&stale),
+    )
+    .await;
     assert!(html.contains("Sign in again to continue"), "{html}");
     assert!(!html.contains("logout-others"), "no action offered");
     let resp = client

@@ -26,87 +26,60 @@ async fn theft_gateway(revoke: bool) -> (TestUpstream, Gateway, tempfile::TempDi
     (up, gw, dir)
 }
 
+/// The status of a request of `token` from `ua` at `ip`.
+async fn status_as(gw: &Gateway, token: &str, ua: &str, ip: &str) -> u16 {
+    get_as(gw, "/", token, ua, ip).await.status().as_u16()
+}
+
 async fn suspicious_of(gw: &Gateway, sid: &str) -> Value {
     gw.admin_json(&format!("/v1/sessions/{sid}")).await["suspicious"].clone()
 }
 
-async fn audited(gw: &Gateway, sid: &str, why: &str) -> bool {
-    gw.admin_json("/v1/audit").await["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| {
-            e["action"] == "suspicious_session"
-                && e["target"] == format!("session:{sid}")
-                && e["reason"] == why
-        })
+/// `sid` is marked `why`: in its session object, the audit trail and the
+/// metric (at least once).
+async fn assert_marked(gw: &Gateway, sid: &str, why: &str) {
+    assert_eq!(suspicious_of(gw, sid).await, why);
+    let audited = |e: &Value| {
+        e["action"] == "suspicious_session"
+            && e["target"] == format!("session:{sid}")
+            && e["reason"] == why
+    };
+    assert_eventually!(
+        gw.audit_has(audited).await,
+        WITHIN,
+        "{sid} not audited as {why}"
+    );
+    let series = format!(r#"sessiongate_suspicious_sessions_total{{kind="{why}"}}"#);
+    gw.metric_reaches(&series, 1.0).await;
 }
 
 #[tokio::test]
 async fn another_device_on_the_same_session_is_marked() {
     let (_up, gw, _dir) = theft_gateway(false).await;
     let t = hs256(&claims("olga", "th-dev"));
-    assert_eq!(
-        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(status_as(&gw, &t, CHROME_WINDOWS, IP_ZURICH).await, 200);
     // A browser update is the same device.
     assert_eq!(
-        get_as(&gw, "/", &t, CHROME_WINDOWS_NEWER, IP_ZURICH)
-            .await
-            .status(),
+        status_as(&gw, &t, CHROME_WINDOWS_NEWER, IP_ZURICH).await,
         200
     );
     assert_eq!(suspicious_of(&gw, "th-dev").await, Value::Null);
     // Another browser family on the same session: flagged, still served.
-    assert_eq!(
-        get_as(&gw, "/", &t, FIREFOX_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(suspicious_of(&gw, "th-dev").await, "device_changed");
-    assert_eventually!(
-        audited(&gw, "th-dev", "device_changed").await,
-        WITHIN,
-        "not audited"
-    );
-    gw.metric_reaches(
-        r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#,
-        1.0,
-    )
-    .await;
+    assert_eq!(status_as(&gw, &t, FIREFOX_WINDOWS, IP_ZURICH).await, 200);
+    assert_marked(&gw, "th-dev", "device_changed").await;
     // Marked once.
-    assert_eq!(
-        get_as(&gw, "/", &t, SAFARI_IPHONE, IP_ZURICH)
-            .await
-            .status(),
-        200
-    );
-    gw.metric_reaches(
-        r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#,
-        1.0,
+    assert_eq!(status_as(&gw, &t, SAFARI_IPHONE, IP_ZURICH).await, 200);
+    let once = r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#;
+    assert_eq!(gw.metric(once).await, 1.0);
+    // The user's page says so.
+    let page = send_text(
+        reqwest::Client::new()
+            .get(gw.url("/.sessiongate/sessions"))
+            .bearer_auth(hs256(&claims("olga", "th-other")))
+            .header("user-agent", CHROME_WINDOWS)
+            .header("x-forwarded-for", IP_ZURICH),
     )
     .await;
-    assert_eq!(
-        gw.metric(r#"sessiongate_suspicious_sessions_total{kind="device_changed"}"#)
-            .await,
-        1.0
-    );
-    // The user's page says so.
-    let page = reqwest::Client::new()
-        .get(gw.url("/.sessiongate/sessions"))
-        .bearer_auth(hs256(&claims("olga", "th-other")))
-        .header("user-agent", CHROME_WINDOWS)
-        .header("x-forwarded-for", IP_ZURICH)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert!(page.contains("used from another device"), "{page}");
 }
 
@@ -114,36 +87,12 @@ async fn another_device_on_the_same_session_is_marked() {
 async fn zurich_then_new_york_a_moment_later_is_impossible_travel() {
     let (_up, gw, _dir) = theft_gateway(false).await;
     let t = hs256(&claims("pia", "th-travel"));
-    assert_eq!(
-        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
-        200
-    );
+    for _ in 0..2 {
+        assert_eq!(status_as(&gw, &t, CHROME_WINDOWS, IP_ZURICH).await, 200);
+    }
     assert_eq!(suspicious_of(&gw, "th-travel").await, Value::Null);
-    assert_eq!(
-        get_as(&gw, "/", &t, CHROME_WINDOWS, IP_NEW_YORK)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(suspicious_of(&gw, "th-travel").await, "impossible_travel");
-    assert_eventually!(
-        audited(&gw, "th-travel", "impossible_travel").await,
-        WITHIN,
-        "not audited"
-    );
-    gw.metric_reaches(
-        r#"sessiongate_suspicious_sessions_total{kind="impossible_travel"}"#,
-        1.0,
-    )
-    .await;
+    assert_eq!(status_as(&gw, &t, CHROME_WINDOWS, IP_NEW_YORK).await, 200);
+    assert_marked(&gw, "th-travel", "impossible_travel").await;
 }
 
 #[tokio::test]
@@ -151,9 +100,7 @@ async fn on_suspicious_revoke_refuses_the_session_at_once() {
     let (_up, gw, _dir) = theft_gateway(true).await;
     let stolen = hs256(&claims("quinn", "th-rev-1"));
     assert_eq!(
-        get_as(&gw, "/", &stolen, CHROME_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
+        status_as(&gw, &stolen, CHROME_WINDOWS, IP_ZURICH).await,
         200
     );
     let refused = get_as(&gw, "/", &stolen, FIREFOX_WINDOWS, IP_ZURICH).await;
@@ -163,37 +110,28 @@ async fn on_suspicious_revoke_refuses_the_session_at_once() {
     assert_eq!(body["reason"], "device_changed");
     // The owner's own device is refused too: the session is revoked.
     assert_eq!(
-        get_as(&gw, "/", &stolen, CHROME_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
+        status_as(&gw, &stolen, CHROME_WINDOWS, IP_ZURICH).await,
         401
     );
 
     let travel = hs256(&claims("quinn", "th-rev-2"));
     assert_eq!(
-        get_as(&gw, "/", &travel, CHROME_WINDOWS, IP_ZURICH)
-            .await
-            .status(),
+        status_as(&gw, &travel, CHROME_WINDOWS, IP_ZURICH).await,
         200
     );
     assert_eq!(
-        get_as(&gw, "/", &travel, CHROME_WINDOWS, IP_NEW_YORK)
-            .await
-            .status(),
+        status_as(&gw, &travel, CHROME_WINDOWS, IP_NEW_YORK).await,
         401
     );
-    let audit = gw.admin_json("/v1/audit").await;
-    assert!(
-        audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["action"] == "revoke_session"
+    let revoked = gw
+        .audit_has(|e| {
+            e["action"] == "revoke_session"
                 && e["actor"] == "gateway"
                 && e["target"] == "session:th-rev-2"
-                && e["reason"] == "impossible_travel"),
-        "{audit}"
-    );
+                && e["reason"] == "impossible_travel"
+        })
+        .await;
+    assert!(revoked, "not audited as the gateway's revocation");
 }
 
 /// With the bundled country database (no coordinates), countries' centres
@@ -212,13 +150,8 @@ async fn without_a_city_database_country_centres_measure_the_travel() {
         .unwrap();
     assert_eq!(
         seen["headers"]["x-geo-country"], "CH",
-        "the bundled database places {swiss} elsewhere"
+        "{swiss} placed elsewhere"
     );
-    assert_eq!(
-        get_as(&gw, "/", &t, CHROME_WINDOWS, "8.8.8.8")
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(suspicious_of(&gw, "th-country").await, "impossible_travel");
+    assert_eq!(status_as(&gw, &t, CHROME_WINDOWS, "8.8.8.8").await, 200);
+    assert_marked(&gw, "th-country", "impossible_travel").await;
 }

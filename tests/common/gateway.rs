@@ -218,6 +218,14 @@ impl Gateway {
             .unwrap()
     }
 
+    /// Whether some entry of the audit trail satisfies `pred`.
+    pub async fn audit_has(&self, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+        let audit = self.admin_json("/v1/audit").await;
+        audit["entries"]
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(pred))
+    }
+
     /// GET on the admin API with the admin token; answers the JSON body.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         self.admin_get(path).await.json().await.unwrap()

@@ -161,19 +161,16 @@ impl OidcProvider {
     /// (RP-initiated logout, confirmed): the provider then posts a logout
     /// token to each client's back-channel logout URI before answering.
     pub async fn end_session(&self, login: &Login) {
-        let page = login
-            .http
-            .get(format!("{}/session/end", self.issuer))
-            .query(&[
-                ("id_token_hint", login.id_token.as_str()),
-                ("post_logout_redirect_uri", REDIRECT_URI),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = send_text(
+            login
+                .http
+                .get(format!("{}/session/end", self.issuer))
+                .query(&[
+                    ("id_token_hint", login.id_token.as_str()),
+                    ("post_logout_redirect_uri", REDIRECT_URI),
+                ]),
+        )
+        .await;
         let xsrf = page
             .split("name=\"xsrf\" value=\"")
             .nth(1)
