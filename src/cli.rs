@@ -39,6 +39,9 @@ pub enum Command {
         /// Detach and run in the background (writes listen.pid_file).
         #[arg(long, short)]
         daemon: bool,
+        /// Log lines as `text` or `json` (default: `log.format`, else text).
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Validate a configuration file: exit 0, or exit 2 naming file, line and key.
     CheckConfig {
@@ -134,12 +137,7 @@ pub struct AdminArgs {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logs::init(crate::logs::LogFormat::Text);
 }
 
 /// Entry point of the binary.
@@ -150,12 +148,18 @@ pub fn main() -> ExitCode {
             config,
             upgrade,
             daemon,
+            log_format,
         } => {
-            init_logging();
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
+            crate::logs::init(
+                log_format
+                    .as_deref()
+                    .and_then(crate::logs::LogFormat::parse)
+                    .unwrap_or(config.log_format),
+            );
             crate::gateway::run(config, ProcessOptions { upgrade, daemon }, Vec::new())
         }
         Command::CheckConfig { config } => match Config::load(&config) {

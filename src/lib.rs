@@ -41,6 +41,7 @@ pub mod file_watch;
 pub mod gateway;
 pub mod geoip;
 pub mod idp;
+pub mod logs;
 pub mod metrics;
 pub mod outbox;
 pub mod path;

@@ -96,6 +96,8 @@ pub struct Config {
     pub ssf: Option<SsfConfig>,
     /// `[[webhooks]]`.
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// `log.format`: `text` (default) or `json`; `--log-format` wins.
+    pub log_format: crate::logs::LogFormat,
 }
 
 /// `[listen]`: the proxy and admin listeners and the process around them.

@@ -113,6 +113,9 @@ pub struct RawConfig {
     /// `[[webhooks]]`: where events are sent.
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: RawLog,
 }
 
 /// One `[[webhooks]]` entry.

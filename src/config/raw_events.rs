@@ -1,4 +1,4 @@
-//! The raw `[idp]`, `[ssf]` and `[[webhooks]]` tables, as written.
+//! The raw `[idp]`, `[ssf]`, `[[webhooks]]` and `[log]` tables, as written.
 
 use serde::Deserialize;
 
@@ -72,4 +72,13 @@ fn d_ssf_cache_file() -> String {
 
 fn d_true() -> bool {
     true
+}
+
+/// `[log]`: the shape of log lines.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: String,
 }

@@ -92,6 +92,15 @@ pub(super) fn validate(raw: RawConfig, file: &Path, dir: &Path) -> Result<Config
             Some(raw) => Some(SsfConfig::try_from(InDir { raw, dir })?),
             None => None,
         },
+        log_format: match raw.log.format.as_str() {
+            "" => crate::logs::LogFormat::Text,
+            f => crate::logs::LogFormat::parse(f).ok_or_else(|| {
+                KeyError::new(
+                    "log.format",
+                    format!("unknown format {f:?} (expected \"text\" or \"json\")"),
+                )
+            })?,
+        },
         webhooks: raw
             .webhooks
             .into_iter()

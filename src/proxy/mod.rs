@@ -74,6 +74,8 @@ pub struct RequestCtx {
     websocket: bool,
     /// The connection (HTTP/2: stream) this request runs on, looked up once.
     conn: Option<Arc<closer::Conn>>,
+    /// When the request reached the gateway (the access log's duration).
+    started: Option<Instant>,
 }
 
 /// The proxy service: one per gateway process.
@@ -387,6 +389,7 @@ impl ProxyHttp for Proxy {
         }
 
         let started = Instant::now();
+        ctx.started = Some(started);
         let now_ms = clock::now_ms();
         let verdict = {
             let req = session.req_header();
@@ -551,15 +554,22 @@ impl ProxyHttp for Proxy {
                 .response_written()
                 .map(|r| r.status.as_u16())
                 .unwrap_or(0);
+            let client_ip = self.client_ip(session);
             let req = session.req_header();
+            let identity = ctx.identity.as_deref();
+            // Never the token: only what it was verified to say.
             tracing::debug!(
                 target: "access",
                 method = %req.method,
                 path = %req.uri.path(),
                 status,
                 decision = ctx.outcome.map(Outcome::label).unwrap_or("-"),
-                session = ctx.identity.as_ref().map(|t| t.session_id.as_str()).unwrap_or("-"),
+                session_id = identity.map(|t| t.session_id.as_str()).unwrap_or("-"),
+                user_id = identity.and_then(|t| t.user_id.as_deref()).unwrap_or("-"),
+                duration_us = ctx.started.map_or(0, |s| s.elapsed().as_micros() as u64),
+                client_ip = %client_ip,
                 error = e.map(|e| e.to_string()).unwrap_or_default(),
+                "request"
             );
         }
     }
