@@ -323,6 +323,11 @@ impl Metrics {
             &["receiver", "result"],
         )?;
         registry.register(Box::new(idp_events.clone()))?;
+        for receiver in ["backchannel_logout", "ssf"] {
+            for result in ["revoked", "unmatched", "acknowledged", "refused"] {
+                idp_events.with_label_values(&[receiver, result]);
+            }
+        }
         let webhook_deliveries = IntCounterVec::new(
             Opts::new(
                 WEBHOOK_DELIVERIES_TOTAL,
