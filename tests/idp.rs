@@ -31,6 +31,13 @@ async fn upstream_and_idp() -> (TestUpstream, Documents) {
     (TestUpstream::start(), docs)
 }
 
+/// An upstream, a fake IdP and a gateway behind both.
+async fn idp_gateway() -> (TestUpstream, Documents, Gateway) {
+    let (up, docs) = upstream_and_idp().await;
+    let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
+    (up, docs, gw)
+}
+
 /// A gateway whose only keys come from the IdP at `issuer`.
 fn idp_config(issuer: &str, upstream: std::net::SocketAddr) -> GatewayConfig {
     let mut cfg = GatewayConfig::new(upstream);
@@ -70,8 +77,7 @@ async fn post_logout(gw: &Gateway, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn backchannel_logout_revokes_the_session_or_the_user_once() {
-    let (up, docs) = upstream_and_idp().await;
-    let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
+    let (_up, docs, gw) = idp_gateway().await;
     let alice = access_token(&docs, "k1", K1, "alice", "idp-s1");
     let bob = access_token(&docs, "k1", K1, "bob", "idp-s2");
     assert_eq!(gw.status("/", &alice).await, 200);
@@ -133,8 +139,7 @@ async fn backchannel_logout_revokes_the_session_or_the_user_once() {
 
 #[tokio::test]
 async fn every_check_of_a_logout_token_refuses_it() {
-    let (up, docs) = upstream_and_idp().await;
-    let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
+    let (_up, docs, gw) = idp_gateway().await;
     let kept = access_token(&docs, "k1", K1, "carol", "idp-kept");
     assert_eq!(gw.status("/", &kept).await, 200);
     let now = now();
@@ -237,8 +242,7 @@ fn rand_suffix() -> u64 {
 /// is refused once the set is fetched again; no restart.
 #[tokio::test]
 async fn an_unknown_kid_fetches_the_idps_keys_again() {
-    let (up, docs) = upstream_and_idp().await;
-    let gw = Gateway::start(idp_config(&docs.url(), up.addr)).await;
+    let (_up, docs, gw) = idp_gateway().await;
     let old = access_token(&docs, "k1", K1, "dan", "idp-d1");
     let new = access_token(&docs, "k2", K2, "dan", "idp-d2");
     assert_eq!(gw.status("/", &old).await, 200);
