@@ -491,3 +491,42 @@ async fn oidc_provider_replay_and_outage() {
         "the logout survived the restart"
     );
 }
+
+/// A JWKS fetched again unchanged keeps the keys in use (the verified-token
+/// cache with them: no session re-verified each refresh); a changed one
+/// replaces them.
+#[tokio::test]
+async fn an_unchanged_jwks_is_not_loaded_again() {
+    let (up, docs) = upstream_and_idp().await;
+    // k1 and a key the gateway skips (counted each time a set is loaded).
+    let with_skipped = |keys: &[(&str, &str)]| {
+        let mut v: Value = serde_json::from_str(&oct_jwks(keys)).unwrap();
+        v["keys"].as_array_mut().unwrap().push(json!({"kty": "oct", "use": "enc", "kid": "e1", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}));
+        v.to_string()
+    };
+    docs.set("/jwks", 200, &with_skipped(&[("k1", K1)]));
+    let mut cfg = idp_config(&docs.url(), up.addr);
+    cfg.extra = cfg.extra.replace("refresh_s = 3600", "refresh_s = 1");
+    let gw = Gateway::start(cfg).await;
+    gw.metric_reaches("sessiongate_jwks_keys_skipped_total", 1.0)
+        .await;
+    let before = docs.hits("/jwks");
+    assert_eventually!(
+        docs.hits("/jwks") >= before + 2,
+        WITHIN,
+        "not fetched again"
+    );
+    assert_eq!(
+        gw.metric("sessiongate_jwks_keys_skipped_total").await,
+        1.0,
+        "loaded again unchanged"
+    );
+    docs.set("/jwks", 200, &with_skipped(&[("k1", K1), ("k2", K2)]));
+    gw.metric_reaches("sessiongate_jwks_keys_skipped_total", 2.0)
+        .await;
+    assert_eq!(
+        gw.status("/", &access_token(&docs, "k2", K2, "gus", "idp-g1"))
+            .await,
+        200
+    );
+}

@@ -122,6 +122,9 @@ pub struct IdpKeys {
     /// Woken by an unknown `kid` (access token or logout token).
     miss: Arc<tokio::sync::Notify>,
     last_attempt_ms: AtomicI64,
+    /// The JWKS document in use: one fetched again unchanged keeps the
+    /// verifier's cache (no re-verification of every session each refresh).
+    last_text: Mutex<Option<String>>,
     on_keys: OnKeys,
     on_error: OnError,
 }
@@ -197,6 +200,7 @@ impl IdpKeys {
             generation: tokio::sync::watch::Sender::new(0),
             miss,
             last_attempt_ms: AtomicI64::new(i64::MIN / 2),
+            last_text: Mutex::new(None),
             on_keys,
             on_error,
         };
@@ -217,7 +221,8 @@ impl IdpKeys {
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_millis() as i64);
                 tracing::info!(what = self.config.what, file = %path.display(), keys = loaded.keys.len(), "keys loaded from the cache");
-                self.put(loaded.keys, KeysFrom::Cache, fetched_at_ms);
+                self.put(loaded.keys.with_skipped(loaded.skipped), KeysFrom::Cache, fetched_at_ms);
+                *self.last_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
             }
             Ok(_) => tracing::warn!(file = %path.display(), "cached IdP JWKS holds no usable key"),
             Err(e) => tracing::warn!(file = %path.display(), error = %e, "cached IdP JWKS ignored"),
@@ -227,6 +232,11 @@ impl IdpKeys {
     fn put(&self, keys: KeySet, from: KeysFrom, fetched_at_ms: i64) {
         (self.on_keys)(&keys);
         self.keys.store(Arc::new(keys));
+        self.touch(from, fetched_at_ms);
+    }
+
+    /// The keys in use are current as of `fetched_at_ms`, from `from`.
+    fn touch(&self, from: KeysFrom, fetched_at_ms: i64) {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.from = from;
@@ -316,15 +326,23 @@ impl IdpKeys {
             }
         };
         let text = get_document(&self.client, &jwks_uri).await?;
-        let loaded = KeySet::from_jwks_json(&text, None).map_err(|e| format!("{jwks_uri}: {e}"))?;
-        for s in &loaded.skipped {
-            tracing::warn!(kid = ?s.kid, reason = %s.reason, "IdP key skipped");
+        let unchanged = self
+            .last_text
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            == Some(text.as_str());
+        if unchanged {
+            self.touch(KeysFrom::Idp, clock::now_ms());
+            return Ok(self.keys.load().len());
         }
+        let loaded = KeySet::from_jwks_json(&text, None).map_err(|e| format!("{jwks_uri}: {e}"))?;
         let n = loaded.keys.len();
         if n == 0 {
             tracing::warn!(url = %jwks_uri, "the IdP's JWKS holds no usable key: every IdP token is refused");
         }
-        self.put(loaded.keys, KeysFrom::Idp, clock::now_ms());
+        self.put(loaded.keys.with_skipped(loaded.skipped), KeysFrom::Idp, clock::now_ms());
+        *self.last_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
         if let Err(e) = write_atomically(&self.config.cache_file, text.as_bytes()) {
             tracing::warn!(file = %self.config.cache_file.display(), error = %e, "cannot cache the IdP's JWKS");
         }

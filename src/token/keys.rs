@@ -192,6 +192,13 @@ impl KeySet {
         Ok(out)
     }
 
+    /// The set with `skipped` recorded as its skipped keys (a fetched
+    /// JWKS: they are then counted like a file's).
+    pub fn with_skipped(mut self, skipped: Vec<SkippedKey>) -> KeySet {
+        self.skipped = skipped;
+        self
+    }
+
     /// JWKS keys that were not loaded, and why.
     pub fn skipped(&self) -> &[SkippedKey] {
         &self.skipped
