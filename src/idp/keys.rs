@@ -221,7 +221,11 @@ impl IdpKeys {
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_millis() as i64);
                 tracing::info!(what = self.config.what, file = %path.display(), keys = loaded.keys.len(), "keys loaded from the cache");
-                self.put(loaded.keys.with_skipped(loaded.skipped), KeysFrom::Cache, fetched_at_ms);
+                self.put(
+                    loaded.keys.with_skipped(loaded.skipped),
+                    KeysFrom::Cache,
+                    fetched_at_ms,
+                );
                 *self.last_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
             }
             Ok(_) => tracing::warn!(file = %path.display(), "cached IdP JWKS holds no usable key"),
@@ -341,7 +345,11 @@ impl IdpKeys {
         if n == 0 {
             tracing::warn!(url = %jwks_uri, "the IdP's JWKS holds no usable key: every IdP token is refused");
         }
-        self.put(loaded.keys.with_skipped(loaded.skipped), KeysFrom::Idp, clock::now_ms());
+        self.put(
+            loaded.keys.with_skipped(loaded.skipped),
+            KeysFrom::Idp,
+            clock::now_ms(),
+        );
         *self.last_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
         if let Err(e) = write_atomically(&self.config.cache_file, text.as_bytes()) {
             tracing::warn!(file = %self.config.cache_file.display(), error = %e, "cannot cache the IdP's JWKS");
