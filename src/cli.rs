@@ -325,8 +325,15 @@ fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
             }
         }
     };
+    // A progress bar on a terminal (indicatif draws nothing otherwise); the
+    // final count is printed either way.
+    let progress = indicatif::ProgressBar::new_spinner().with_message("reading session ids");
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
     let mut ids = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
+    for (n, line) in progress.wrap_iter(reader.lines()).enumerate() {
         let Ok(line) = line else {
             eprintln!("{}:{}: not UTF-8", file.display(), n + 1);
             return ExitCode::from(2);
@@ -364,8 +371,12 @@ fn import(config: &Config, file: &std::path::Path, reason: &str) -> ExitCode {
         }
     };
     let total = ids.len();
+    progress.set_message(format!("revoking {total} sessions in one transaction"));
+    progress.enable_steady_tick(Duration::from_millis(100));
     let actor = crate::authority::Actor::import();
-    match runtime.block_on(authority.import_sessions(&ids, reason, &actor)) {
+    let imported = runtime.block_on(authority.import_sessions(&ids, reason, &actor));
+    progress.finish_and_clear();
+    match imported {
         Ok(new) => {
             println!(
                 "{new} revoked ({} already were), of {total} listed",

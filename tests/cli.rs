@@ -350,6 +350,12 @@ async fn import_revokes_every_listed_session() {
     let out = import_sessions(&gw, &list);
     assert_exit_zero(&out);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("3 revoked"));
+    // Not a terminal: the final count only, no progress drawn.
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The running gateway picks them up from the store's change log.
     for sid in ["imp-1", "imp-2", "imp-3"] {
         let tok = hs256(&claims("u", sid));
@@ -370,4 +376,40 @@ async fn import_revokes_every_listed_session() {
     let out = import_sessions(&gw, &list);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2: not a session id"));
+}
+
+/// On a terminal (`script` gives the command one), `import` draws its
+/// progress, then prints the final count.
+#[tokio::test]
+async fn import_shows_progress_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\nSKIPPED: script (util-linux) not found\n");
+        return;
+    }
+    let up = TestUpstream::start();
+    let gw = Gateway::start(GatewayConfig::new(up.addr)).await;
+    let list = gw.dir.path().join("many.txt");
+    let ids: String = (0..20_000).map(|i| format!("tty-{i}\n")).collect();
+    std::fs::write(&list, ids).unwrap();
+    let command = format!(
+        "{} import --config {} --sessions {}",
+        binary(),
+        gw.config_path.display(),
+        list.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("revoking 20000 sessions") || shown.contains("reading session ids"),
+        "no progress drawn: {shown}"
+    );
+    assert!(shown.contains("20000 revoked"), "{shown}");
 }
