@@ -186,9 +186,22 @@ async fn one_gateway_of_a_cluster_delivers() {
         "4 events, got {:?}",
         hooks.events()
     );
-    // Give a second deliverer the time it would take to send a duplicate.
-    a.metric_reaches(r#"sessiongate_webhook_queue"#, 0.0).await;
-    b.metric_reaches(r#"sessiongate_webhook_queue"#, 0.0).await;
+    // One more event, once the first four are in: a second deliverer
+    // (polling every 250 ms like the first) would have sent its copies of
+    // the four by the time this one arrives.
+    assert_eq!(a.revoke_session("cl-4", "").await.status(), 200);
+    assert_eventually!(
+        hooks.events().iter().any(|e| e["session_id"] == "cl-4"),
+        WITHIN,
+        "the fifth event never arrived"
+    );
+    let delivered = r#"sessiongate_webhook_deliveries_total{result="delivered"}"#;
+    let (by_a, by_b) = (a.metric(delivered).await, b.metric(delivered).await);
+    assert!(
+        by_a == 0.0 || by_b == 0.0,
+        "both gateways delivered: {by_a} and {by_b}"
+    );
+    assert_eq!(by_a + by_b, 5.0);
     let ids: Vec<String> = hooks
         .events()
         .iter()
@@ -201,7 +214,7 @@ async fn one_gateway_of_a_cluster_delivers() {
         .iter()
         .map(|e| e["session_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(sids, ["cl-0", "cl-1", "cl-2", "cl-3"]);
+    assert_eq!(sids, ["cl-0", "cl-1", "cl-2", "cl-3", "cl-4"]);
 }
 
 #[test]

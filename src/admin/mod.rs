@@ -61,7 +61,19 @@ pub struct AdminApp {
     idp: Option<Arc<IdpKeys>>,
 }
 
-fn digest(bytes: &[u8]) -> [u8; 32] {
+/// The request's `Authorization: Bearer` token has the SHA-256 `expected`,
+/// compared in constant time (the admin token, a transmitter's push token).
+pub(super) fn bearer_matches(headers: &http::HeaderMap, expected: &[u8; 32]) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .and_then(|v| (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..]))
+        .is_some_and(|t| bool::from(digest(t).ct_eq(expected)))
+}
+
+/// SHA-256 of `bytes`: secrets are compared as digests, in constant time
+/// whatever the presented value's length.
+pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
@@ -171,18 +183,7 @@ impl AdminApp {
         let Some(expected) = &self.token_digest else {
             return true; // only possible on a loopback listener (config enforces it)
         };
-        let presented = session
-            .req_header()
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .and_then(|v| {
-                (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
-            });
-        match presented {
-            Some(t) => bool::from(digest(t).ct_eq(expected)),
-            None => false,
-        }
+        bearer_matches(&session.req_header().headers, expected)
     }
 
     async fn route(&self, session: &mut ServerSession) -> ApiResult {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
-use subtle::ConstantTimeEq;
 
 use super::selfservice::{Request, Response};
+use super::{bearer_matches, digest};
 use crate::audit::{Action, AuditEntry};
 use crate::authority::{Actor, Authority};
 use crate::enforcement::Refusal;
@@ -65,13 +65,6 @@ pub struct Receivers {
     user_claim: String,
     /// `token.issuer`: an `iss_sub` subject must name it, when set.
     token_issuer: Option<String>,
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 fn answer(status: StatusCode) -> Response {
@@ -236,14 +229,7 @@ impl Receivers {
         if *req.method != Method::POST {
             return Err(Refusal::MethodNotAllowed("POST"));
         }
-        let presented = req
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .and_then(|v| {
-                (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
-            });
-        if !presented.is_some_and(|p| bool::from(digest(p).ct_eq(&sig.push_digest))) {
+        if !bearer_matches(req.headers, &sig.push_digest) {
             return Err(set_refusal(SetError::AccessDenied));
         }
         if !content_type_is(req, "application/secevent+jwt") {

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::claims::{seconds, Audience};
 use super::replay::{Replay, ReplayCache};
 use crate::token::{verify_jws, KeySet, TokenError, Typ};
 
@@ -88,23 +89,6 @@ pub enum LogoutError {
     NoSubject,
 }
 
-/// `aud`: one string or an array of them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// A JSON number of seconds (integer or float).
-fn seconds(n: &serde_json::Number) -> Option<i64> {
-    n.as_i64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.is_finite() && f.abs() < 1e15)
-            .map(|f| f.floor() as i64)
-    })
-}
-
 /// The claims read; serde refuses a repeated one.
 #[derive(Deserialize)]
 struct Claims {
@@ -139,11 +123,10 @@ pub fn check_logout_token(
     if claims.iss.as_deref() != Some(rules.issuer) {
         return Err(LogoutError::Issuer);
     }
-    let aud_ok = match &claims.aud {
-        Some(Audience::One(a)) => rules.audiences.contains(a),
-        Some(Audience::Many(list)) => list.iter().any(|a| rules.audiences.contains(a)),
-        None => false,
-    };
+    let aud_ok = claims
+        .aud
+        .as_ref()
+        .is_some_and(|a| a.names_any(rules.audiences));
     if !aud_ok {
         return Err(LogoutError::Audience);
     }

@@ -4,6 +4,7 @@
 //! security event tokens), each checked as docs/ARCHITECTURE.md lists and
 //! turned into an order for the authority.
 
+mod claims;
 pub mod keys;
 pub mod logout;
 pub mod replay;

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::claims::{seconds, Audience};
 use super::replay::{Replay, ReplayCache};
 use crate::token::{verify_jws, KeySet, TokenError, Typ};
 
@@ -118,13 +119,6 @@ pub struct CheckedSet {
     pub state: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
 /// The claims read; serde refuses a repeated one.
 #[derive(Deserialize)]
 struct Claims {
@@ -136,14 +130,6 @@ struct Claims {
     sub_id: Option<Map<String, Value>>,
     sub: Option<serde::de::IgnoredAny>,
     exp: Option<serde::de::IgnoredAny>,
-}
-
-fn seconds(n: &Value) -> Option<i64> {
-    n.as_i64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.is_finite() && f.abs() < 1e15)
-            .map(|f| f.floor() as i64)
-    })
 }
 
 fn string(m: &Map<String, Value>, k: &str) -> Option<String> {
@@ -220,18 +206,17 @@ pub fn check_set(
     if claims.iss.as_deref() != Some(rules.issuer) {
         return Err(SetError::InvalidIssuer);
     }
-    let aud_ok = match &claims.aud {
-        Some(Audience::One(a)) => a == rules.audience,
-        Some(Audience::Many(list)) => list.iter().any(|a| a == rules.audience),
-        None => false,
-    };
+    let aud_ok = claims
+        .aud
+        .as_ref()
+        .is_some_and(|a| a.names_any(&[rules.audience]));
     if !aud_ok {
         return Err(SetError::InvalidAudience);
     }
     let iat = claims
         .iat
         .as_ref()
-        .and_then(|n| seconds(&Value::Number(n.clone())))
+        .and_then(seconds)
         .ok_or_else(|| invalid("iat is missing"))?;
     if iat > now.saturating_add(rules.leeway_s) {
         return Err(invalid("iat is in the future"));
@@ -269,7 +254,10 @@ pub fn check_set(
         (None, None) => None,
     };
     let at = match payload.get("event_timestamp") {
-        Some(v) => seconds(v).ok_or_else(|| invalid("event_timestamp is not a number"))?,
+        Some(v) => v
+            .as_number()
+            .and_then(seconds)
+            .ok_or_else(|| invalid("event_timestamp is not a number"))?,
         None => iat,
     };
     replay

@@ -353,15 +353,15 @@ impl SessionRegistry {
                 ),
             }
         });
-        let created =
-            (is_new && previous.is_none() && self.limits.record_created).then(|| AuditEntry {
-                at_ms: s.now_ms,
-                actor: "gateway".into(),
-                actor_ip: Some(s.ip.to_string()),
-                action: Action::SessionCreated,
-                target: format!("session:{}", s.session_id),
-                reason: String::new(),
-            });
+        let first_seen = is_new && previous.is_none();
+        let created = (first_seen && self.limits.record_created).then(|| AuditEntry {
+            at_ms: s.now_ms,
+            actor: "gateway".into(),
+            actor_ip: Some(s.ip.to_string()),
+            action: Action::SessionCreated,
+            target: format!("session:{}", s.session_id),
+            reason: String::new(),
+        });
         let suspicious = suspicion.map(|kind| {
             self.metrics
                 .suspicious_sessions
@@ -384,7 +384,7 @@ impl SessionRegistry {
             unconfirmed_new_location: new_location && !confirmed,
             new_location: audit,
             created,
-            first_seen: is_new && previous.is_none(),
+            first_seen,
             suspicious,
         }
     }
